@@ -1,0 +1,26 @@
+"""rlnas: search and prune CNNs with reinforcement learning.
+
+A Gymnasium environment (``rlnas/ChildNet-v0``) whose action picks an operator and a channel keep-ratio
+for every layer of a child CNN, and a stable-baselines3 PPO controller that learns to pick well.
+"""
+
+from gymnasium import register
+
+from rlnas.config import AgentPreset, ConfigError, EnvPreset, load_agent_preset, load_env_preset
+from rlnas.space import Arch, SearchSpace, build_model
+
+__version__ = "0.1.0"
+
+register(id="rlnas/ChildNet-v0", entry_point="rlnas.envs.child_net:ChildNetEnv", nondeterministic=True)
+
+__all__ = [
+    "AgentPreset",
+    "Arch",
+    "ConfigError",
+    "EnvPreset",
+    "SearchSpace",
+    "__version__",
+    "build_model",
+    "load_agent_preset",
+    "load_env_preset",
+]

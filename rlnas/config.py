@@ -1,0 +1,273 @@
+"""Presets as data: dataclasses loaded from YAML and validated on load.
+
+Every error names the offending key (``space.keep_ratios[2]``), what was found and what is allowed,
+so a user can fix a preset without reading code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A preset is malformed; the message names the key and the fix."""
+
+
+# ----------------------------------------------------------------------------------------------- env preset
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """A stage: ``layers`` searchable layers producing ``width`` channels; the first one has ``stride``."""
+
+    layers: int
+    width: int
+    stride: int = 1
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """The searchable part of the child: a fixed stem, searchable stages, then pooling and a classifier."""
+
+    stem_width: int
+    stages: tuple[StageConfig, ...]
+    operators: tuple[str, ...]
+    keep_ratios: tuple[float, ...]
+    stem_stride: int = 1
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set, where it lives, and how the validation split is carved from the training set."""
+
+    name: str
+    root: str | None = None
+    download: bool = False
+    val_size: int = 5000
+    train_subset: int | None = None
+    split_seed: int = 0
+    image_size: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The per-child budget: train the full-width child, prune it, then fine-tune the pruned one."""
+
+    steps: int
+    finetune_steps: int
+    batch_size: int = 128
+    lr: float = 3e-3
+    finetune_lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    recalibration_batches: int = 10
+    eval_batch_size: int = 1000
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """How latency is measured: device, thread count, batch size, warm-up and repetitions (median)."""
+
+    device: str = "cpu"
+    threads: int = 1
+    batch_size: int = 1
+    warmup: int = 10
+    repeats: int = 30
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """MnasNet-style reward ``acc * (lat / T) ** w``; ``hard`` uses the paper's alpha=0, beta=-1."""
+
+    target_ms: float
+    kind: Literal["mnasnet", "hard"] = "mnasnet"
+    alpha: float = -0.07
+    beta: float = -0.07
+    failure_reward: float = 0.0
+
+
+@dataclass(frozen=True)
+class EnvPreset:
+    """Everything an environment needs: data, search space, child budget, latency and reward."""
+
+    name: str
+    data: DataConfig
+    space: SpaceConfig
+    train: TrainConfig
+    reward: RewardConfig
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    evaluator: Literal["scratch"] = "scratch"
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------------------------- agent preset
+
+
+@dataclass(frozen=True)
+class AgentPreset:
+    """PPO hyperparameters (stable-baselines3 names), tuned for short, expensive one-step episodes."""
+
+    name: str
+    algo: Literal["ppo"] = "ppo"
+    n_steps: int = 8
+    batch_size: int = 8
+    n_epochs: int = 10
+    learning_rate: float = 3e-3
+    gamma: float = 1.0
+    gae_lambda: float = 1.0
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    net_arch: tuple[int, ...] = (64,)
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------------------------- loading
+
+
+def load_env_preset(source: str | Path | dict) -> EnvPreset:
+    """Load and validate an environment preset from a path, a bare preset name, or a dict."""
+    preset = _load(EnvPreset, source, "envs")
+    _validate_env(preset)
+    return preset
+
+
+def load_agent_preset(source: str | Path | dict) -> AgentPreset:
+    """Load and validate a controller preset from a path, a bare preset name, or a dict."""
+    preset = _load(AgentPreset, source, "agents")
+    _check(preset.n_steps >= 1, "n_steps", preset.n_steps, "a positive integer")
+    _check(preset.batch_size >= 1, "batch_size", preset.batch_size, "a positive integer")
+    _check(preset.learning_rate > 0, "learning_rate", preset.learning_rate, "a positive number")
+    _check(all(w > 0 for w in preset.net_arch), "net_arch", list(preset.net_arch), "positive layer sizes")
+    return preset
+
+
+def to_dict(preset: Any) -> dict:
+    """The preset as plain YAML-ready data (tuples become lists)."""
+    return _plain(dataclasses.asdict(preset))
+
+
+def dump_yaml(preset: Any, path: Path) -> None:
+    """Write the resolved preset so a run can be reproduced from its folder alone."""
+    path.write_text(yaml.safe_dump(to_dict(preset), sort_keys=False))
+
+
+def _load(cls: type[T], source: str | Path | dict, kind: str) -> T:
+    from rlnas.presets import resolve_preset
+
+    if isinstance(source, dict):
+        data, where = dict(source), "<dict>"
+    else:
+        path = resolve_preset(source, kind)
+        where = str(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{where}: not valid YAML: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping of keys at the top level, found {type(data).__name__}")
+        data.setdefault("name", path.stem)
+    try:
+        return _build(cls, data, "")
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _build(cls: type[T], data: Any, prefix: str) -> T:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'preset'}: expected a mapping, found {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]!s}; allowed keys here: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"missing required key {key}")
+            continue
+        kwargs[name] = _coerce(hints[name], data[name], key)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, f"{key}.")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, args))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, found {value!r}")
+        return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp in (str, bool) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, found {value!r}")
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected {allowed}")
+
+
+def _validate_env(p: EnvPreset) -> None:
+    from rlnas.space.ops import OPERATORS
+
+    s = p.space
+    _check(s.stem_width > 0, "space.stem_width", s.stem_width, "a positive number of channels")
+    _check(s.stem_stride in (1, 2), "space.stem_stride", s.stem_stride, "1 or 2")
+    _check(len(s.stages) > 0, "space.stages", [], "at least one stage")
+    for i, st in enumerate(s.stages):
+        _check(st.layers > 0, f"space.stages[{i}].layers", st.layers, "a positive number of layers")
+        _check(st.width > 0, f"space.stages[{i}].width", st.width, "a positive number of channels")
+        _check(st.stride in (1, 2), f"space.stages[{i}].stride", st.stride, "1 or 2")
+    _check(len(s.operators) > 0, "space.operators", [], f"a non-empty list from: {', '.join(OPERATORS)}")
+    for i, op in enumerate(s.operators):
+        _check(op in OPERATORS, f"space.operators[{i}]", op, f"one of: {', '.join(OPERATORS)}")
+    _check(len(set(s.operators)) == len(s.operators), "space.operators", list(s.operators), "no duplicates")
+    _check(len(s.keep_ratios) > 0, "space.keep_ratios", [], "a non-empty list of ratios in (0, 1]")
+    for i, k in enumerate(s.keep_ratios):
+        _check(0 < k <= 1, f"space.keep_ratios[{i}]", k, "a ratio in (0, 1], e.g. 0.25, 0.5, 1.0")
+    _check(len(set(s.keep_ratios)) == len(s.keep_ratios), "space.keep_ratios", list(s.keep_ratios), "no duplicates")
+    t = p.train
+    _check(t.steps >= 0, "train.steps", t.steps, "a non-negative number of optimizer steps")
+    _check(t.finetune_steps >= 0, "train.finetune_steps", t.finetune_steps, "a non-negative number of steps")
+    _check(t.batch_size > 0, "train.batch_size", t.batch_size, "a positive integer")
+    _check(t.lr > 0 and t.finetune_lr > 0, "train.lr", t.lr, "positive learning rates")
+    _check(p.data.val_size > 0, "data.val_size", p.data.val_size, "a positive number of examples")
+    _check(p.reward.target_ms > 0, "reward.target_ms", p.reward.target_ms, "a positive latency in milliseconds")
+    _check(p.latency.repeats > 0, "latency.repeats", p.latency.repeats, "a positive integer")
+    _check(p.latency.threads > 0, "latency.threads", p.latency.threads, "a positive integer")
+    _check(p.latency.device.split(":")[0] in ("cpu", "cuda"), "latency.device", p.latency.device, "cpu or cuda")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

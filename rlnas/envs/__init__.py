@@ -1,0 +1,1 @@
+"""The Gymnasium environment, its evaluators and rewards."""

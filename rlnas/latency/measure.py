@@ -1,0 +1,49 @@
+"""Measure inference latency on a device: fixed threads and batch, warm-up, repetitions, median."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from rlnas.config import LatencyConfig
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)``, restoring the previous count after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@torch.inference_mode()
+def measure_latency(model: nn.Module, input_shape: tuple[int, ...], cfg: LatencyConfig) -> float:
+    """Median wall-clock milliseconds of one forward pass of a ``cfg.batch_size`` batch on ``cfg.device``.
+
+    The model is measured in eval mode and the standard (contiguous) memory format, as it is deployed.
+    """
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("latency.device is cuda but no CUDA device is available; set latency.device: cpu")
+    model = model.to(device, memory_format=torch.contiguous_format).eval()
+    x = torch.randn(cfg.batch_size, *input_shape, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    with torch_threads(cfg.threads):
+        for _ in range(cfg.warmup):
+            model(x)
+        sync()
+        for _ in range(cfg.repeats):
+            start = time.perf_counter()
+            model(x)
+            sync()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000.0

@@ -1,0 +1,38 @@
+"""Find presets by path or by bare name (``fashion_mnist`` -> ``envs/fashion_mnist.yaml``).
+
+Names resolve against the source checkout's top-level ``envs/`` and ``agents/`` folders, or, after a
+plain ``pip install``, against the copies the wheel maps into ``rlnas/_presets/`` (see pyproject.toml).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def preset_dirs(kind: str) -> list[Path]:
+    """Folders searched for presets of ``kind`` ("envs" or "agents"), in order."""
+    candidates = [_PACKAGE / "_presets" / kind, _PACKAGE.parent / kind]
+    return [d for d in candidates if d.is_dir()]
+
+
+def available_presets(kind: str) -> list[str]:
+    """Bare names of the presets of ``kind`` that ship with rlnas."""
+    return sorted({p.stem for d in preset_dirs(kind) for p in d.glob("*.yaml")})
+
+
+def resolve_preset(source: str | Path, kind: str) -> Path:
+    """Return the preset file for a path or a bare name; raise with the available names otherwise."""
+    from rlnas.config import ConfigError
+
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path
+    if path.suffix == "" and path.parent == Path("."):
+        for folder in preset_dirs(kind):
+            candidate = folder / f"{path.name}.yaml"
+            if candidate.is_file():
+                return candidate
+    names = ", ".join(available_presets(kind)) or "(none found)"
+    raise ConfigError(f"no {kind} preset {str(source)!r}: give a YAML path or one of: {names}")

@@ -1,0 +1,170 @@
+"""Search spaces and architectures: slots, encodings to and from actions, strings and fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from rlnas.config import ConfigError, SpaceConfig, StageConfig
+
+SPACE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LayerSlot:
+    """One searchable layer position: its stage, widths and stride."""
+
+    index: int
+    stage: int
+    c_in: int
+    c_out: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class Arch:
+    """An architecture: one (operator, keep-ratio) pair per searchable layer."""
+
+    ops: tuple[str, ...]
+    keeps: tuple[float, ...]
+
+    def __str__(self) -> str:
+        return "|".join(f"{op}@{keep}" for op, keep in zip(self.ops, self.keeps, strict=True))
+
+    @classmethod
+    def parse(cls, text: str) -> Arch:
+        """Parse ``"sep3x3@0.5|skip@1.0|..."``; :meth:`SearchSpace.parse` also checks it fits a space."""
+        ops, keeps = [], []
+        for i, part in enumerate(text.strip().split("|")):
+            op, sep, keep = part.partition("@")
+            try:
+                if not sep or not op:
+                    raise ValueError
+                keeps.append(float(keep))
+            except ValueError:
+                raise ValueError(
+                    f"layer {i} of architecture {text!r}: expected 'operator@keep_ratio', found {part!r}"
+                ) from None
+            ops.append(op)
+        return cls(tuple(ops), tuple(keeps))
+
+
+class SearchSpace:
+    """A declared search space over a fixed input shape and number of classes.
+
+    Actions are ``MultiDiscrete`` vectors ``[op_0, keep_0, op_1, keep_1, ...]`` of 0-based indices into
+    :attr:`operators` and :attr:`keep_ratios`.
+    """
+
+    def __init__(self, config: SpaceConfig, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        self.config = config
+        self.input_shape = tuple(int(v) for v in input_shape)
+        self.num_classes = int(num_classes)
+        self.operators = tuple(config.operators)
+        self.keep_ratios = tuple(config.keep_ratios)
+        slots, c_in = [], config.stem_width
+        for stage_index, stage in enumerate(config.stages):
+            for j in range(stage.layers):
+                stride = stage.stride if j == 0 else 1
+                slots.append(LayerSlot(len(slots), stage_index, c_in, stage.width, stride))
+                c_in = stage.width
+        self.slots: tuple[LayerSlot, ...] = tuple(slots)
+
+    @property
+    def num_layers(self) -> int:
+        """Number of searchable layers."""
+        return len(self.slots)
+
+    @property
+    def nvec(self) -> list[int]:
+        """Choices per action dimension, for ``gymnasium.spaces.MultiDiscrete``."""
+        return [len(self.operators), len(self.keep_ratios)] * self.num_layers
+
+    @property
+    def size(self) -> int:
+        """Number of distinct architectures (actions)."""
+        return int(np.prod([float(n) for n in self.nvec]))
+
+    def decode(self, action: np.ndarray | list[int]) -> Arch:
+        """Action vector -> architecture."""
+        a = [int(v) for v in np.asarray(action).reshape(-1)]
+        if len(a) != 2 * self.num_layers or any(not 0 <= v < n for v, n in zip(a, self.nvec, strict=True)):
+            raise ValueError(f"action {a} does not fit this space (choices per dimension: {self.nvec})")
+        return Arch(tuple(self.operators[i] for i in a[0::2]), tuple(self.keep_ratios[i] for i in a[1::2]))
+
+    def encode(self, arch: Arch) -> np.ndarray:
+        """Architecture -> action vector (int64)."""
+        self.validate(arch)
+        action = []
+        for op, keep in zip(arch.ops, arch.keeps, strict=True):
+            action += [self.operators.index(op), self.keep_ratios.index(keep)]
+        return np.array(action, dtype=np.int64)
+
+    def parse(self, text: str) -> Arch:
+        """Parse an architecture string and check that it belongs to this space."""
+        arch = Arch.parse(text)
+        self.validate(arch)
+        return arch
+
+    def validate(self, arch: Arch) -> None:
+        """Raise ``ValueError`` naming the layer if ``arch`` is not a member of this space."""
+        if len(arch.ops) != self.num_layers:
+            raise ValueError(f"architecture has {len(arch.ops)} layers; this space has {self.num_layers}")
+        for i, (op, keep) in enumerate(zip(arch.ops, arch.keeps, strict=True)):
+            if op not in self.operators:
+                raise ValueError(f"layer {i}: operator {op!r} is not in this space ({', '.join(self.operators)})")
+            if keep not in self.keep_ratios:
+                raise ValueError(f"layer {i}: keep-ratio {keep} is not in this space {list(self.keep_ratios)}")
+
+    def sample(self, rng: np.random.Generator) -> Arch:
+        """A uniformly random architecture."""
+        return self.decode(rng.integers(0, self.nvec))
+
+    def uniform(self, op: str, keep: float) -> Arch:
+        """The architecture with the same operator and keep-ratio at every layer."""
+        return Arch((op,) * self.num_layers, (keep,) * self.num_layers)
+
+    def declaration(self) -> dict:
+        """Everything that defines the space, as plain data (stored beside policies and runs)."""
+        return {
+            "format_version": SPACE_FORMAT_VERSION,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "stem_width": self.config.stem_width,
+            "stem_stride": self.config.stem_stride,
+            "stages": [{"layers": s.layers, "width": s.width, "stride": s.stride} for s in self.config.stages],
+            "operators": list(self.operators),
+            "keep_ratios": list(self.keep_ratios),
+        }
+
+    @classmethod
+    def from_declaration(cls, data: dict) -> SearchSpace:
+        """Rebuild a space from :meth:`declaration` output."""
+        if data.get("format_version") != SPACE_FORMAT_VERSION:
+            raise ConfigError(
+                f"search-space format version {data.get('format_version')!r} is not supported "
+                f"(this rlnas reads version {SPACE_FORMAT_VERSION})"
+            )
+        config = SpaceConfig(
+            stem_width=data["stem_width"],
+            stem_stride=data["stem_stride"],
+            stages=tuple(StageConfig(**s) for s in data["stages"]),
+            operators=tuple(data["operators"]),
+            keep_ratios=tuple(float(k) for k in data["keep_ratios"]),
+        )
+        return cls(config, tuple(data["input_shape"]), data["num_classes"])
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable hash of the declaration: equal spaces have equal fingerprints across runs and machines."""
+        canonical = json.dumps(self.declaration(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return (
+            f"SearchSpace({self.num_layers} layers, {len(self.operators)} operators, "
+            f"{len(self.keep_ratios)} keep-ratios, {self.size:.3g} architectures, fingerprint {self.fingerprint})"
+        )

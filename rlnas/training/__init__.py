@@ -1,0 +1,1 @@
+"""Data sets, child training and evaluation."""
