@@ -15,7 +15,6 @@ import torch
 
 from rlnas.config import EnvPreset
 from rlnas.latency import count_flops, count_params, measure_latency
-from rlnas.latency.measure import torch_threads
 from rlnas.pruning import prune_child
 from rlnas.space import Arch, SearchSpace, build_model
 from rlnas.training.data import DataSplits, dataset_shape, load_data
@@ -77,14 +76,11 @@ class ScratchEvaluator:
             raise RuntimeError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
         self.data = data if data is not None else load_data(preset.data)
         self.space = space_for(preset)
+        if preset.train.threads:
+            torch.set_num_threads(preset.train.threads)  # for the process: the controller trains with it too
 
     def evaluate(self, arch: Arch) -> EvalResult:
         """Train, prune, fine-tune, evaluate and measure one child."""
-        threads = self.preset.train.threads or torch.get_num_threads()
-        with torch_threads(threads):
-            return self._evaluate(arch)
-
-    def _evaluate(self, arch: Arch) -> EvalResult:
         t, cfg = self.preset.train, self.preset
         seed = child_seed(cfg.seed, arch)
         torch.manual_seed(seed)

@@ -26,14 +26,11 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 @torch.inference_mode()
 def measure_latency(model: nn.Module, input_shape: tuple[int, ...], cfg: LatencyConfig) -> float:
-    """Median wall-clock milliseconds of one forward pass of a ``cfg.batch_size`` batch on ``cfg.device``.
-
-    The model is measured in eval mode and the standard (contiguous) memory format, as it is deployed.
-    """
+    """Median wall-clock milliseconds of one forward pass (eval mode) of a ``cfg.batch_size`` batch."""
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("latency.device is cuda but no CUDA device is available; set latency.device: cpu")
-    model = model.to(device, memory_format=torch.contiguous_format).eval()
+    model = model.to(device).eval()
     x = torch.randn(cfg.batch_size, *input_shape, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = []

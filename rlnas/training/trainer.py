@@ -27,13 +27,12 @@ def fit(
     device: str | torch.device = "cpu",
     seed: int = 0,
 ) -> float:
-    """Run ``steps`` optimizer steps with a cosine learning-rate schedule; return the mean loss of the last 10%.
-
-    Trains in channels-last memory format; the model is left in that format.
-    """
+    """Run ``steps`` optimizer steps with a cosine learning-rate schedule; return the mean loss of the last 10%."""
     if steps <= 0:
         return math.nan
-    model.to(device, memory_format=torch.channels_last).train()  # 1.4-1.6x faster depthwise training on CPU
+    # Contiguous memory format on purpose: channels-last trained 1.4-1.6x faster on CPU but crashed torch 2.14
+    # (heap corruption) when fine-tuning pruned children with narrow depthwise convolutions on one thread.
+    model.to(device).train()
     if optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     else:
@@ -43,8 +42,7 @@ def fit(
     tail, losses, step = max(1, steps // 10), [], 0
     while step < steps:
         for x, y in data.batches(batch_size, generator):
-            x = x.to(device, memory_format=torch.channels_last)
-            loss = F.cross_entropy(model(x), y.to(device))
+            loss = F.cross_entropy(model(x.to(device)), y.to(device))
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss.item()} at step {step} of {steps} (lr={lr})")
             opt.zero_grad(set_to_none=True)

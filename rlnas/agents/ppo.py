@@ -1,0 +1,31 @@
+"""Build a stable-baselines3 PPO controller from an agent preset (configured, never subclassed)."""
+
+from __future__ import annotations
+
+from gymnasium import Env
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecEnv
+
+from rlnas.config import AgentPreset
+
+
+def make_ppo(agent: AgentPreset, env: Env | VecEnv, seed: int | None = None) -> PPO:
+    """A fresh PPO policy for ``env`` with the preset's hyperparameters (the controller runs on CPU)."""
+    return PPO(
+        "MlpPolicy",
+        env,
+        n_steps=agent.n_steps,
+        batch_size=agent.batch_size,
+        n_epochs=agent.n_epochs,
+        learning_rate=agent.learning_rate,
+        gamma=agent.gamma,
+        gae_lambda=agent.gae_lambda,
+        clip_range=agent.clip_range,
+        ent_coef=agent.ent_coef,
+        vf_coef=agent.vf_coef,
+        max_grad_norm=agent.max_grad_norm,
+        policy_kwargs={"net_arch": list(agent.net_arch)},
+        seed=agent.seed if seed is None else seed,
+        device="cpu",
+        verbose=0,
+    )

@@ -1,0 +1,101 @@
+"""The ``rlnas`` command line: each subcommand is one call into the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from rlnas.config import ConfigError
+from rlnas.training.data import DataError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rlnas`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ConfigError, DataError, FileExistsError, FileNotFoundError, ValueError) as err:
+        print(f"rlnas {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rlnas {args.command}: interrupted; every child evaluated so far is in the run's store", file=sys.stderr)
+        return 130
+
+
+def _search(args: argparse.Namespace) -> int:
+    from rlnas.search import run_search
+
+    result = run_search(
+        args.env, args.agent, evaluations=args.evaluations, run_name=args.run_name, runs_dir=args.runs_dir,
+        device=args.device, seed=args.seed, target_latency_ms=args.target_latency,
+        progress_bar=not args.no_progress, command=shlex.join(["rlnas", *sys.argv[1:]]),
+    )  # fmt: skip
+    print(f"\n{result.evaluations} children evaluated; run folder: {result.run_dir}")
+    print((result.run_dir / "summary.md").read_text())
+    print(f"TensorBoard: tensorboard --logdir {result.run_dir}")
+    print(f"Reuse the policy: rlnas sample --run {result.run_dir} --top-k 5")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from rlnas.sample import sample_architectures
+
+    rows = sample_architectures(
+        args.run or args.policy, top_k=args.top_k, target_latency_ms=args.target_latency,
+        stochastic=args.stochastic, seed=args.seed, evaluate=args.evaluate, device=args.device,
+    )  # fmt: skip
+    for i, row in enumerate(rows, 1):
+        line = f"{i:>3}  p={row['probability']:.4f}  {row['arch']}"
+        if "reward" in row:
+            line += f"  acc={row['accuracy']:.4f} lat={row['latency_ms']:.3f}ms reward={row['reward']:.4f}"
+        print(line)
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from rlnas.presets import available_presets, resolve_preset
+
+    for kind in ("envs", "agents"):
+        print(f"{kind}:")
+        for name in available_presets(kind):
+            print(f"  {name:<16} {resolve_preset(name, kind)}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlnas", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    search = sub.add_parser("search", help="search architectures and keep-ratios with PPO")
+    search.add_argument("--env", default="fashion_mnist", help="env preset name or YAML path (default: %(default)s)")
+    search.add_argument("--agent", default="ppo", help="agent preset name or YAML path (default: %(default)s)")
+    search.add_argument("--evaluations", type=int, default=16, help="children to evaluate (default: %(default)s)")
+    search.add_argument("--run-name", help="folder name under --runs-dir (default: {preset}__ppo__{seed}__{time})")
+    search.add_argument("--runs-dir", type=Path, default=Path("runs"), help="(default: %(default)s)")
+    search.add_argument("--device", default="cpu", help="where children train: cpu or cuda (default: %(default)s)")
+    search.add_argument("--seed", type=int, help="controller seed (default: the agent preset's)")
+    search.add_argument("--target-latency", type=float, help="latency target in ms (default: the env preset's)")
+    search.add_argument("--no-progress", action="store_true", help="no progress bar")
+    search.set_defaults(func=_search)
+
+    sample = sub.add_parser("sample", help="propose architectures with a trained controller")
+    source = sample.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="a run folder written by `rlnas search`")
+    source.add_argument("--policy", type=Path, help="a controller folder or its policy.zip")
+    sample.add_argument("--top-k", type=int, default=5, help="how many architectures (default: %(default)s)")
+    sample.add_argument("--target-latency", type=float, help="latency target in ms (default: the trained one)")
+    sample.add_argument("--stochastic", action="store_true", help="draw samples instead of the most likely")
+    sample.add_argument("--seed", type=int, default=0, help="seed for --stochastic (default: %(default)s)")
+    sample.add_argument("--evaluate", action="store_true", help="train and measure each proposal")
+    sample.add_argument("--device", default="cpu", help="where --evaluate trains (default: %(default)s)")
+    sample.set_defaults(func=_sample)
+
+    presets = sub.add_parser("presets", help="list the shipped env and agent presets")
+    presets.set_defaults(func=_presets)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Propose architectures with a trained controller, and optionally evaluate them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rlnas.agents.controller import load_controller
+from rlnas.config import load_env_preset
+from rlnas.envs.evaluators import make_evaluator
+from rlnas.envs.reward import compute_reward
+
+
+def sample_architectures(
+    path: str | Path,
+    *,
+    top_k: int = 5,
+    target_latency_ms: float | None = None,
+    stochastic: bool = False,
+    seed: int = 0,
+    evaluate: bool = False,
+    device: str = "cpu",
+) -> list[dict]:
+    """The controller's ``top_k`` architectures (most likely, or sampled) with their probabilities.
+
+    With ``evaluate``, each is trained, pruned and measured on the env preset the controller was trained on.
+    """
+    if top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {top_k}")
+    controller = load_controller(path)
+    proposals = controller.propose(top_k, target_latency_ms, deterministic=not stochastic, seed=seed)
+    rows = [{"arch": str(p.arch), "probability": math.exp(p.log_prob)} for p in proposals]
+    if evaluate:
+        preset = load_env_preset(controller.meta["env_preset"])
+        evaluator = make_evaluator(preset, device)
+        controller.check_space(evaluator.space)
+        target = target_latency_ms or preset.reward.target_ms
+        for row, proposal in zip(rows, proposals, strict=True):
+            result = evaluator.evaluate(proposal.arch)
+            terms = compute_reward(preset.reward, result.accuracy, result.latency_ms, target)
+            row.update(result.as_dict(), reward=terms.reward)
+    return rows

@@ -1,0 +1,129 @@
+"""Run a search: environment + PPO controller + logging, everything of the run under ``runs/NAME/``.
+
+``runs/NAME/`` holds ``config.yaml`` (resolved presets and settings), ``command.txt``, TensorBoard events and
+``progress.csv`` (SB3's logger), ``evaluations.sqlite`` (every child, committed before its reward is used),
+``policy/`` (the reusable controller) and ``summary.json`` / ``summary.md`` (the best children).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import rlnas
+from rlnas.agents.callbacks import ChildLoggingCallback
+from rlnas.agents.controller import Controller
+from rlnas.agents.ppo import make_ppo
+from rlnas.config import AgentPreset, EnvPreset, load_agent_preset, load_env_preset, to_dict
+from rlnas.envs.child_net import ChildNetEnv
+from rlnas.envs.evaluators import Evaluator
+from rlnas.store import EvaluationStore
+
+STORE_FILE = "evaluations.sqlite"
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Where the run is, how many children it evaluated and the best of them."""
+
+    run_dir: Path
+    evaluations: int
+    best: list[dict]
+    controller: Controller
+
+
+def default_run_name(env: EnvPreset, seed: int) -> str:
+    """``{preset}__{strategy}__{seed}__{unix_time}``, as CleanRL names runs."""
+    return f"{env.name}__ppo__{seed}__{int(time.time())}"
+
+
+def run_search(
+    env: EnvPreset | str | Path = "fashion_mnist",
+    agent: AgentPreset | str | Path = "ppo",
+    *,
+    evaluations: int = 16,
+    run_name: str | None = None,
+    runs_dir: str | Path = "runs",
+    device: str = "cpu",
+    seed: int | None = None,
+    target_latency_ms: float | None = None,
+    progress_bar: bool = True,
+    evaluator: Evaluator | None = None,
+    command: str | None = None,
+) -> SearchResult:
+    """Search ``evaluations`` children with PPO and write the run folder; return its best children."""
+    env_preset = env if isinstance(env, EnvPreset) else load_env_preset(env)
+    agent_preset = agent if isinstance(agent, AgentPreset) else load_agent_preset(agent)
+    if evaluations < 1:
+        raise ValueError(f"evaluations must be at least 1, got {evaluations}")
+    seed = agent_preset.seed if seed is None else seed
+    run_dir = Path(runs_dir) / (run_name or default_run_name(env_preset, seed))
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise FileExistsError(f"{run_dir} already exists and is not empty: choose another --run-name or remove it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    child_env = ChildNetEnv(
+        env_preset, device=device, store_path=run_dir / STORE_FILE,
+        target_latency_ms=target_latency_ms, evaluator=evaluator,
+    )  # fmt: skip
+    settings = {
+        "evaluations": evaluations, "seed": seed, "device": device, "rlnas_version": rlnas.__version__,
+        "target_latency_ms": child_env.target_ms, "space_fingerprint": child_env.space.fingerprint,
+    }  # fmt: skip
+    resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    if command:
+        (run_dir / "command.txt").write_text(command + "\n")
+
+    vec_env = DummyVecEnv([lambda: Monitor(child_env)])
+    model = make_ppo(agent_preset, vec_env, seed)
+    model.set_logger(configure(str(run_dir), ["tensorboard", "csv"]))
+    callback = ChildLoggingCallback(evaluations, progress_bar)
+    started = time.time()
+    model.learn(total_timesteps=evaluations, callback=callback)
+    elapsed = time.time() - started
+    vec_env.close()
+
+    controller = Controller(model, child_env.space, child_env.reference_ms)
+    store = EvaluationStore(run_dir / STORE_FILE)
+    best = store.best(5)
+    trained = {"evaluations": len(store), "best_arch": best[0]["arch"], "best_reward": best[0]["reward"]}
+    controller.save(run_dir / "policy", env_preset, {"trained": trained})
+    _write_summary(run_dir, store, settings, elapsed)
+    count = len(store)
+    store.close()
+    return SearchResult(run_dir, count, best, controller)
+
+
+def _write_summary(run_dir: Path, store: EvaluationStore, settings: dict, elapsed: float) -> None:
+    records = store.records()
+    best = store.best(5)
+    summary = {
+        **settings,
+        "evaluated": len(records),
+        "diverged": sum(r["status"] != "ok" for r in records),
+        "seconds": round(elapsed, 1),
+        "best": [{k: r[k] for k in ("arch", "reward", "accuracy", "latency_ms", "flops", "params")} for r in best],
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    lines = [
+        f"# Search summary: {run_dir.name}",
+        "",
+        f"{len(records)} children evaluated in {elapsed:.0f} s; latency target {settings['target_latency_ms']} ms.",
+        "",
+        "| rank | reward | val. accuracy | latency (ms) | MFLOPs | params | architecture |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {i} | {r['reward']:.4f} | {r['accuracy']:.4f} | {r['latency_ms']:.3f} | {r['flops'] / 1e6:.2f} "
+        f"| {r['params']} | `{r['arch']}` |"
+        for i, r in enumerate(best, 1)
+    ]
+    (run_dir / "summary.md").write_text("\n".join(lines) + "\n")
