@@ -14,6 +14,7 @@ from rlnas.envs.evaluators import Evaluator, make_evaluator
 from rlnas.envs.reward import compute_reward, failure_terms
 from rlnas.store import EvaluationStore
 
+ENV_ID = "rlnas/ChildNet-v0"
 OBSERVATION_LAYOUT = ("target_latency_ms / reference_ms",)
 """What each entry of the observation means; stored beside trained policies."""
 MAX_TARGET_RATIO = 100.0
@@ -62,8 +63,11 @@ class ChildNetEnv(gym.Env):
         self.evaluator = evaluator if evaluator is not None else make_evaluator(self.preset, device)
         self.space = self.evaluator.space
         self.reference_ms = self.preset.reward.target_ms
-        self.target_ms = self._checked_target(target_latency_ms or self.reference_ms)
+        self.target_ms = self._checked_target(self.reference_ms if target_latency_ms is None else target_latency_ms)
         self.store = EvaluationStore(store_path) if store_path is not None else None
+        # Built directly (not through gymnasium.make), the env still declares itself nondeterministic:
+        # children train stochastically and latency is measured, so checkers must not expect equal rewards.
+        self.spec = self.spec or gym.spec(ENV_ID)
         self.action_space = spaces.MultiDiscrete(self.space.nvec)
         self.observation_space = spaces.Box(0.0, MAX_TARGET_RATIO, shape=(1,), dtype=np.float32)
 

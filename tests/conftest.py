@@ -1,0 +1,109 @@
+"""Shared fixtures: a fast digits preset, a tiny search space over every operator, and a fake evaluator."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+import torch
+
+from rlnas.config import EnvPreset, SpaceConfig, StageConfig, load_env_preset
+from rlnas.envs.evaluators import EvalResult, space_for
+from rlnas.latency import count_flops, count_params
+from rlnas.pruning import prune_child
+from rlnas.space import Arch, SearchSpace, build_model
+from rlnas.space.ops import OPERATORS
+
+# A rough "quality" per operator family for the fake evaluator: richer operators score higher.
+_FAKE_QUALITY = {"conv": 0.9, "sep": 0.8, "mbconv": 1.0, "maxpool": 0.4, "avgpool": 0.35, "skip": 0.3}
+
+
+class FakeEvaluator:
+    """Deterministic synthetic metrics without training, for tests that evaluate many children.
+
+    ``accuracy`` rises with richer operators and larger keep-ratios; ``latency_ms`` grows with the FLOPs of
+    the real built-and-pruned child, so it also falls with smaller keep-ratios. ``calls`` counts evaluations.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.calls = 0
+        self._cache: dict[str, EvalResult] = {}
+
+    def evaluate(self, arch: Arch) -> EvalResult:
+        self.calls += 1
+        key = str(arch)
+        if key not in self._cache:
+            self._cache[key] = self._measure(arch)
+        return self._cache[key]
+
+    def _measure(self, arch: Arch) -> EvalResult:
+        self.space.validate(arch)
+        with torch.random.fork_rng(devices=[]):  # building a model must not disturb the caller's RNG
+            torch.manual_seed(0)
+            model = build_model(self.space, arch)
+            params_unpruned = count_params(model)
+            prune_child(model, arch)
+        flops = count_flops(model, self.space.input_shape)
+        quality = [
+            _FAKE_QUALITY.get(re.match(r"[a-z]*", op).group(), 0.5) * k**0.3
+            for op, k in zip(arch.ops, arch.keeps, strict=True)
+        ]
+        accuracy = 0.2 + 0.75 * sum(quality) / len(quality)
+        return EvalResult(
+            arch=str(arch),
+            status="ok",
+            accuracy=accuracy,
+            latency_ms=0.1 + flops / 1e6,
+            flops=flops,
+            params=count_params(model),
+            params_unpruned=params_unpruned,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """ScratchEvaluator sets torch's thread count for the process; keep one test from slowing the others."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def _digits_preset() -> EnvPreset:
+    preset = load_env_preset("digits")
+    return dataclasses.replace(
+        preset,
+        train=dataclasses.replace(preset.train, steps=20, finetune_steps=5),
+        latency=dataclasses.replace(preset.latency, warmup=1, repeats=3),
+    )
+
+
+@pytest.fixture
+def digits_preset(_digits_preset) -> EnvPreset:
+    """The shipped digits preset with a much smaller per-child budget (presets are frozen, so sharing is safe)."""
+    return _digits_preset
+
+
+@pytest.fixture(scope="session")
+def tiny_space() -> SearchSpace:
+    """Every operator over 8x8 inputs: a stride-1 stage that widens 4 -> 6, then a stride-2 stage 6 -> 10.
+
+    Slot 0 changes width (projections for skip/pooling, no residual), slot 1 keeps shape (identity skip,
+    residual mbconv, plain pooling), slot 2 changes width and stride, slot 3 keeps shape at 4x4. The widths
+    make ``n * keep`` fractional in places (6 * 0.25, 10 * 0.25, 18 * 0.25), so channel rounding is exercised.
+    """
+    config = SpaceConfig(
+        stem_width=4,
+        stages=(StageConfig(layers=2, width=6, stride=1), StageConfig(layers=2, width=10, stride=2)),
+        operators=tuple(OPERATORS),
+        keep_ratios=(0.25, 0.5, 1.0),
+    )
+    return SearchSpace(config, (1, 8, 8), 10)
+
+
+@pytest.fixture
+def fake_evaluator(digits_preset) -> FakeEvaluator:
+    """A :class:`FakeEvaluator` over the digits preset's search space."""
+    return FakeEvaluator(space_for(digits_preset))
