@@ -62,6 +62,12 @@ class FakeEvaluator:
         )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # One intra-op thread: the test models are tiny, and OpenMP workers spinning against other busy processes
+    # made the suite up to 8x slower on a shared 2-core machine. (ScratchEvaluator sets this per preset anyway.)
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _restore_torch_threads():
     """ScratchEvaluator sets torch's thread count for the process; keep one test from slowing the others."""

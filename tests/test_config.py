@@ -182,6 +182,13 @@ def test_out_of_range_values_name_the_key(digits_dict, section, field, value, ke
     assert key in message and repr(value) in message
 
 
+@pytest.mark.xfail(strict=True, reason="bug: data.train_subset <= 0 is accepted (0 leaves no training data)")
+@pytest.mark.parametrize("subset", [0, -5])
+def test_non_positive_train_subset_is_refused(digits_dict, subset):
+    digits_dict["data"]["train_subset"] = subset
+    assert "data.train_subset" in error_of(digits_dict)
+
+
 def test_errors_from_a_file_name_the_file_and_the_key(tmp_path, digits_dict):
     digits_dict["space"]["stages"][1]["widht"] = 24
     path = tmp_path / "mine.yaml"

@@ -229,3 +229,11 @@ def test_imagefolder_with_train_and_test_folders(tmp_path):
 def test_imagefolder_that_is_not_a_folder(tmp_path):
     with pytest.raises(DataError, match="not a folder"):
         load_data(DataConfig(name=f"imagefolder:{tmp_path / 'missing'}"))
+
+
+@pytest.mark.xfail(strict=True, raises=DataError, reason="bug: dataset_shape does not expand ~ in imagefolder:PATH")
+def test_imagefolder_path_may_start_with_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_images(tmp_path / "pics", {"a": 3, "b": 3})
+    splits = load_data(DataConfig(name="imagefolder:~/pics", image_size=8, val_size=1))
+    assert splits.num_classes == 2

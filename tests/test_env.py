@@ -15,10 +15,11 @@ from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import rlnas  # noqa: F401  (registers rlnas/ChildNet-v0)
+import rlnas.training.data as data_module
 from rlnas.envs.child_net import MAX_TARGET_RATIO, ChildNetEnv
 from rlnas.envs.evaluators import ScratchEvaluator
 from rlnas.store import EvaluationStore
-from rlnas.training.data import DataSplits, Split, load_data
+from rlnas.training.data import DataError, DataSplits, Split, load_data
 
 INFO_KEYS = {
     "arch", "accuracy", "latency_ms", "flops", "params", "params_unpruned", "train_s", "reward", "exponent",
@@ -50,19 +51,33 @@ def action_for(env: ChildNetEnv, text: str) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- API checkers
 
 
-def test_gymnasium_checker_passes_on_the_registered_env(quick_preset):
+@pytest.fixture
+def no_fashion_mnist(tmp_path, monkeypatch) -> None:
+    """Hide any installed Fashion-MNIST, so nothing here can silently depend on the default preset's data."""
+    monkeypatch.setattr(data_module, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "no-fashion-mnist")
+    monkeypatch.setenv("RLNAS_DATA", str(tmp_path / "empty-data-dir"))
+
+
+def test_gymnasium_checker_passes_on_the_registered_env(quick_preset, no_fashion_mnist):
     env = gymnasium.make("rlnas/ChildNet-v0", preset=quick_preset)
     try:
         assert isinstance(env.unwrapped, ChildNetEnv)
         assert isinstance(env.unwrapped.evaluator, ScratchEvaluator)
-        gymnasium_check_env(env.unwrapped)
+        gymnasium_check_env(env.unwrapped)  # also rebuilds the env from its spec (close check)
     finally:
         env.close()
 
 
-def test_gymnasium_checker_passes_on_a_directly_built_env(quick_preset):
+@pytest.mark.xfail(
+    strict=True,
+    raises=DataError,
+    reason="bug: a directly built env's spec has no kwargs, so spec.make() (gymnasium's close check) builds the "
+    "default fashion_mnist env instead of this one",
+)
+def test_gymnasium_checker_passes_on_a_directly_built_env(quick_preset, no_fashion_mnist):
     env = ChildNetEnv(preset=quick_preset)
     try:
+        assert env.spec is not None and env.spec.nondeterministic  # measured latency: rewards cannot repeat
         gymnasium_check_env(env)
     finally:
         env.close()
@@ -181,14 +196,8 @@ def test_out_of_range_target_raises(digits_preset, fake_evaluator, ratio):
     target = ratio * digits_preset.reward.target_ms
     with pytest.raises(ValueError, match="out of range"):
         env.reset(options={"target_latency_ms": target})
-    if ratio != 0.0:
-        with pytest.raises(ValueError, match="out of range"):
-            ChildNetEnv(digits_preset, evaluator=fake_evaluator, target_latency_ms=target)
-
-
-def test_zero_target_in_the_constructor_raises(digits_preset, fake_evaluator):
     with pytest.raises(ValueError, match="out of range"):
-        ChildNetEnv(digits_preset, evaluator=fake_evaluator, target_latency_ms=0.0)
+        ChildNetEnv(digits_preset, evaluator=fake_evaluator, target_latency_ms=target)
 
 
 # --------------------------------------------------------------------------------------------------- store

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import signal
 
 import pytest
 import torch
@@ -145,3 +146,20 @@ def test_divergence_later_in_training_names_that_step(digits):
     with pytest.raises(TrainingDiverged) as info:
         fit(BlowsUpAfter(after=3), digits.train, steps=10, batch_size=32, lr=0.05)
     assert "at step 3 of 10" in str(info.value) and "lr=0.05" in str(info.value)
+
+
+def _interrupt(_signum, _frame):
+    raise TimeoutError("fit did not return within 2 s")
+
+
+@pytest.mark.xfail(strict=True, raises=TimeoutError, reason="bug: fit on an empty split loops forever")
+def test_fit_on_an_empty_split_raises_instead_of_hanging(model, digits):
+    empty = Split(digits.train.x[:0], digits.train.y[:0])
+    previous = signal.signal(signal.SIGALRM, _interrupt)
+    signal.alarm(2)
+    try:
+        with pytest.raises((ValueError, RuntimeError)):
+            fit(model, empty, steps=3, batch_size=32, lr=0.01)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
