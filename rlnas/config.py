@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -138,19 +139,12 @@ class AgentPreset:
 
 def load_env_preset(source: str | Path | dict) -> EnvPreset:
     """Load and validate an environment preset from a path, a bare preset name, or a dict."""
-    preset = _load(EnvPreset, source, "envs")
-    _validate_env(preset)
-    return preset
+    return _load(EnvPreset, source, "envs", _validate_env)
 
 
 def load_agent_preset(source: str | Path | dict) -> AgentPreset:
     """Load and validate a controller preset from a path, a bare preset name, or a dict."""
-    preset = _load(AgentPreset, source, "agents")
-    _check(preset.n_steps >= 1, "n_steps", preset.n_steps, "a positive integer")
-    _check(preset.batch_size >= 1, "batch_size", preset.batch_size, "a positive integer")
-    _check(preset.learning_rate > 0, "learning_rate", preset.learning_rate, "a positive number")
-    _check(all(w > 0 for w in preset.net_arch), "net_arch", list(preset.net_arch), "positive layer sizes")
-    return preset
+    return _load(AgentPreset, source, "agents", _validate_agent)
 
 
 def to_dict(preset: Any) -> dict:
@@ -163,7 +157,7 @@ def dump_yaml(preset: Any, path: Path) -> None:
     path.write_text(yaml.safe_dump(to_dict(preset), sort_keys=False))
 
 
-def _load(cls: type[T], source: str | Path | dict, kind: str) -> T:
+def _load(cls: type[T], source: str | Path | dict, kind: str, validate: Callable[[T], None]) -> T:
     from rlnas.presets import resolve_preset
 
     if isinstance(source, dict):
@@ -179,14 +173,16 @@ def _load(cls: type[T], source: str | Path | dict, kind: str) -> T:
             raise ConfigError(f"{where}: expected a mapping of keys at the top level, found {type(data).__name__}")
         data.setdefault("name", path.stem)
     try:
-        return _build(cls, data, "")
+        preset = _build(cls, data, "")
+        validate(preset)
+        return preset
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
 
 
 def _build(cls: type[T], data: Any, prefix: str) -> T:
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'preset'}: expected a mapping, found {data!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'preset'}: expected a mapping, found {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
@@ -259,11 +255,31 @@ def _validate_env(p: EnvPreset) -> None:
     _check(t.batch_size > 0, "train.batch_size", t.batch_size, "a positive integer")
     _check(t.lr > 0, "train.lr", t.lr, "a positive learning rate")
     _check(t.finetune_lr > 0, "train.finetune_lr", t.finetune_lr, "a positive learning rate")
-    _check(p.data.val_size > 0, "data.val_size", p.data.val_size, "a positive number of examples")
+    d = p.data
+    _check(d.val_size > 0, "data.val_size", d.val_size, "a positive number of examples")
+    _check(d.train_subset is None or d.train_subset > 0, "data.train_subset", d.train_subset, "positive or null")
+    _check(d.image_size is None or d.image_size > 0, "data.image_size", d.image_size, "a positive side or null")
     _check(p.reward.target_ms > 0, "reward.target_ms", p.reward.target_ms, "a positive latency in milliseconds")
-    _check(p.latency.repeats > 0, "latency.repeats", p.latency.repeats, "a positive integer")
-    _check(p.latency.threads > 0, "latency.threads", p.latency.threads, "a positive integer")
-    _check(p.latency.device.split(":")[0] in ("cpu", "cuda"), "latency.device", p.latency.device, "cpu or cuda")
+    lat = p.latency
+    _check(lat.repeats > 0, "latency.repeats", lat.repeats, "a positive integer")
+    _check(lat.warmup >= 0, "latency.warmup", lat.warmup, "a non-negative integer")
+    _check(lat.threads > 0, "latency.threads", lat.threads, "a positive integer")
+    _check(lat.batch_size > 0, "latency.batch_size", lat.batch_size, "a positive integer")
+    _check(lat.device.split(":")[0] in ("cpu", "cuda"), "latency.device", lat.device, "cpu or cuda")
+
+
+def _validate_agent(p: AgentPreset) -> None:
+    _check(p.n_steps >= 1, "n_steps", p.n_steps, "a positive integer")
+    _check(p.batch_size >= 1, "batch_size", p.batch_size, "a positive integer")
+    _check(p.n_epochs >= 1, "n_epochs", p.n_epochs, "a positive integer")
+    _check(p.learning_rate > 0, "learning_rate", p.learning_rate, "a positive number")
+    _check(0 < p.gamma <= 1, "gamma", p.gamma, "a discount in (0, 1]")
+    _check(0 <= p.gae_lambda <= 1, "gae_lambda", p.gae_lambda, "a value in [0, 1]")
+    _check(p.clip_range > 0, "clip_range", p.clip_range, "a positive number, e.g. 0.2")
+    _check(p.ent_coef >= 0, "ent_coef", p.ent_coef, "a non-negative number")
+    _check(p.vf_coef >= 0, "vf_coef", p.vf_coef, "a non-negative number")
+    _check(p.max_grad_norm > 0, "max_grad_norm", p.max_grad_norm, "a positive number")
+    _check(all(w > 0 for w in p.net_arch), "net_arch", list(p.net_arch), "positive layer sizes")
 
 
 def _plain(value: Any) -> Any:

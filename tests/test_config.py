@@ -174,6 +174,9 @@ def test_bad_optimizer_lists_the_choices(digits_dict):
         ("latency", "repeats", 0, "latency.repeats"),
         ("latency", "device", "tpu", "latency.device"),
         ("train", "finetune_lr", -1.0, "train.finetune_lr"),
+        ("latency", "batch_size", 0, "latency.batch_size"),
+        ("latency", "warmup", -1, "latency.warmup"),
+        ("data", "image_size", 0, "data.image_size"),
     ],
 )
 def test_out_of_range_values_name_the_key(digits_dict, section, field, value, key):
@@ -182,11 +185,23 @@ def test_out_of_range_values_name_the_key(digits_dict, section, field, value, ke
     assert key in message and repr(value) in message
 
 
-@pytest.mark.xfail(strict=True, reason="bug: data.train_subset <= 0 is accepted (0 leaves no training data)")
 @pytest.mark.parametrize("subset", [0, -5])
 def test_non_positive_train_subset_is_refused(digits_dict, subset):
     digits_dict["data"]["train_subset"] = subset
     assert "data.train_subset" in error_of(digits_dict)
+
+
+def test_range_errors_from_a_file_name_the_file(tmp_path, digits_dict):
+    digits_dict["train"]["lr"] = -1.0
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(digits_dict))
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: train.lr")):
+        load_env_preset(path)
+
+
+def test_a_stage_that_is_not_a_mapping_names_its_index_cleanly(digits_dict):
+    digits_dict["space"]["stages"][1] = 24
+    assert "space.stages[1]: expected a mapping" in error_of(digits_dict)
 
 
 def test_errors_from_a_file_name_the_file_and_the_key(tmp_path, digits_dict):
@@ -250,6 +265,15 @@ def test_every_shipped_env_preset_loads(path):
 def test_every_shipped_agent_preset_loads(path):
     preset = load_agent_preset(path.stem)
     assert isinstance(preset, AgentPreset) and preset.name == path.stem
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("n_epochs", 0), ("gamma", 0.0), ("gamma", 1.5), ("gae_lambda", -0.1), ("clip_range", 0.0), ("ent_coef", -0.01)],
+)
+def test_agent_range_errors_name_the_key(key, value):
+    with pytest.raises(ConfigError, match=rf"{key}: {value!r} is not allowed"):
+        load_agent_preset({"name": "x", key: value})
 
 
 def test_agent_preset_errors_name_the_key():

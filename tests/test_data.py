@@ -231,7 +231,6 @@ def test_imagefolder_that_is_not_a_folder(tmp_path):
         load_data(DataConfig(name=f"imagefolder:{tmp_path / 'missing'}"))
 
 
-@pytest.mark.xfail(strict=True, raises=DataError, reason="bug: dataset_shape does not expand ~ in imagefolder:PATH")
 def test_imagefolder_path_may_start_with_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     write_images(tmp_path / "pics", {"a": 3, "b": 3})

@@ -19,7 +19,7 @@ import rlnas.training.data as data_module
 from rlnas.envs.child_net import MAX_TARGET_RATIO, ChildNetEnv
 from rlnas.envs.evaluators import ScratchEvaluator
 from rlnas.store import EvaluationStore
-from rlnas.training.data import DataError, DataSplits, Split, load_data
+from rlnas.training.data import DataSplits, Split, load_data
 
 INFO_KEYS = {
     "arch", "accuracy", "latency_ms", "flops", "params", "params_unpruned", "train_s", "reward", "exponent",
@@ -68,12 +68,6 @@ def test_gymnasium_checker_passes_on_the_registered_env(quick_preset, no_fashion
         env.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DataError,
-    reason="bug: a directly built env's spec has no kwargs, so spec.make() (gymnasium's close check) builds the "
-    "default fashion_mnist env instead of this one",
-)
 def test_gymnasium_checker_passes_on_a_directly_built_env(quick_preset, no_fashion_mnist):
     env = ChildNetEnv(preset=quick_preset)
     try:

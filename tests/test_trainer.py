@@ -152,7 +152,6 @@ def _interrupt(_signum, _frame):
     raise TimeoutError("fit did not return within 2 s")
 
 
-@pytest.mark.xfail(strict=True, raises=TimeoutError, reason="bug: fit on an empty split loops forever")
 def test_fit_on_an_empty_split_raises_instead_of_hanging(model, digits):
     empty = Split(digits.train.x[:0], digits.train.y[:0])
     previous = signal.signal(signal.SIGALRM, _interrupt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -65,9 +66,12 @@ class ChildNetEnv(gym.Env):
         self.reference_ms = self.preset.reward.target_ms
         self.target_ms = self._checked_target(self.reference_ms if target_latency_ms is None else target_latency_ms)
         self.store = EvaluationStore(store_path) if store_path is not None else None
-        # Built directly (not through gymnasium.make), the env still declares itself nondeterministic:
-        # children train stochastically and latency is measured, so checkers must not expect equal rewards.
-        self.spec = self.spec or gym.spec(ENV_ID)
+        # Built directly (not through gymnasium.make), the env still gets its registered spec, with the arguments
+        # it was built with, so spec.make() rebuilds this env and checkers see it is nondeterministic (children
+        # train stochastically and latency is measured). gymnasium.make replaces this spec with its own.
+        built_with = {"preset": self.preset, "device": device, "store_path": store_path}
+        built_with |= {"target_latency_ms": target_latency_ms, "evaluator": evaluator}
+        self.spec = dataclasses.replace(gym.spec(ENV_ID), kwargs=built_with)
         self.action_space = spaces.MultiDiscrete(self.space.nvec)
         self.observation_space = spaces.Box(0.0, MAX_TARGET_RATIO, shape=(1,), dtype=np.float32)
 

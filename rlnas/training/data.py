@@ -79,7 +79,7 @@ def dataset_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
         c, h, w, k = KNOWN_SHAPES[cfg.name]
         return (c, h, w), k
     if cfg.name.startswith("imagefolder:"):
-        train_dir = _imagefolder_dirs(Path(cfg.name.split(":", 1)[1]))[0]
+        train_dir = _imagefolder_dirs(Path(cfg.name.split(":", 1)[1]).expanduser())[0]
         size = cfg.image_size or 32
         return (3, size, size), len([d for d in train_dir.iterdir() if d.is_dir()])
     raise DataError(f"unknown data set {cfg.name!r}: use one of {', '.join(KNOWN_SHAPES)} or imagefolder:PATH")

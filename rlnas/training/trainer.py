@@ -30,6 +30,8 @@ def fit(
     """Run ``steps`` optimizer steps with a cosine learning-rate schedule; return the mean loss of the last 10%."""
     if steps <= 0:
         return math.nan
+    if len(data) == 0:
+        raise ValueError("cannot train on an empty split: check data.train_subset and data.val_size in the preset")
     # Contiguous memory format on purpose: channels-last trained 1.4-1.6x faster on CPU but crashed torch 2.14
     # (heap corruption) when fine-tuning pruned children with narrow depthwise convolutions on one thread.
     model.to(device).train()
