@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from rlnas.config import ConfigError
+from rlnas.config import STRATEGIES, ConfigError
 from rlnas.training.data import DataError
 
 
@@ -25,17 +25,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    from rlnas.config import load_agent_preset, load_env_preset
     from rlnas.search import run_search
 
+    agent = load_agent_preset(args.agent or args.strategy or "ppo", args.agent_set)
+    if args.strategy and agent.algo != args.strategy:
+        raise ValueError(f"--agent {args.agent} is for strategy {agent.algo}, not {args.strategy}: drop one of the two")
+    env = load_env_preset(args.env, args.set)
     result = run_search(
-        args.env, args.agent, evaluations=args.evaluations, run_name=args.run_name, runs_dir=args.runs_dir,
+        env, agent, evaluations=args.evaluations, run_name=args.run_name, runs_dir=args.runs_dir,
         device=args.device, seed=args.seed, target_latency_ms=args.target_latency,
         progress_bar=not args.no_progress, command=shlex.join(["rlnas", *sys.argv[1:]]),
     )  # fmt: skip
     print(f"\n{result.evaluations} children evaluated; run folder: {result.run_dir}")
     print((result.run_dir / "summary.md").read_text())
     print(f"TensorBoard: tensorboard --logdir {result.run_dir}")
-    print(f"Reuse the policy: rlnas sample --run {result.run_dir} --top-k 5")
+    if result.controller is not None:
+        print(f"Reuse the policy: rlnas sample --run {result.run_dir} --top-k 5")
     return 0
 
 
@@ -68,9 +74,22 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlnas", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    search = sub.add_parser("search", help="search architectures and keep-ratios with PPO")
+    search = sub.add_parser("search", help="search architectures and keep-ratios with PPO or a baseline")
     search.add_argument("--env", default="fashion_mnist", help="env preset name or YAML path (default: %(default)s)")
-    search.add_argument("--agent", default="ppo", help="agent preset name or YAML path (default: %(default)s)")
+    search.add_argument(
+        "--strategy", choices=sorted(STRATEGIES), help="search strategy (default: the --agent preset's, else ppo)"
+    )
+    search.add_argument("--agent", help="strategy preset name or YAML path (default: agents/<strategy>.yaml)")
+    search.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an env preset key, e.g. train.steps=50",
+    )
+    search.add_argument(
+        "--agent-set", action="append", default=[], metavar="KEY=VALUE", help="override a strategy preset key"
+    )
     search.add_argument("--evaluations", type=int, default=16, help="children to evaluate (default: %(default)s)")
     search.add_argument("--run-name", help="folder name under --runs-dir (default: {preset}__ppo__{seed}__{time})")
     search.add_argument("--runs-dir", type=Path, default=Path("runs"), help="(default: %(default)s)")

@@ -6,10 +6,11 @@ so a user can fix a preset without reading code.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -88,13 +89,47 @@ class LatencyConfig:
 
 @dataclass(frozen=True)
 class RewardConfig:
-    """MnasNet-style reward ``acc * (lat / T) ** w``; ``hard`` uses the paper's alpha=0, beta=-1."""
+    """How accuracy is traded against cost (see :mod:`rlnas.envs.reward` for the formulas).
 
-    target_ms: float
-    kind: Literal["mnasnet", "hard"] = "mnasnet"
+    ``kind``: ``mnasnet`` (soft, ``acc * (cost / target) ** w``), ``hard`` (alpha=0, beta=-1) or ``accuracy``.
+    ``cost``: ``latency`` (target ``target_ms``) or ``flops`` (target ``target_mflops``).
+    """
+
+    target_ms: float | None = None
+    kind: Literal["mnasnet", "hard", "accuracy"] = "mnasnet"
+    cost: Literal["latency", "flops"] = "latency"
+    target_mflops: float | None = None
     alpha: float = -0.07
     beta: float = -0.07
     failure_reward: float = 0.0
+
+    @property
+    def latency_target(self) -> float | None:
+        """The latency target in ms when the reward uses one (it is then part of the observation)."""
+        return self.target_ms if self.kind != "accuracy" and self.cost == "latency" else None
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """A table of published results for the ``tabular`` evaluator (format: :mod:`rlnas.envs.tabular`).
+
+    ``path`` (``~`` and ``$VARS`` expanded; relative to the current directory) is a JSON object or a CSV file.
+    ``codes[i]`` is how the table writes ``space.operators[i]`` (default: its index); a child's key joins its
+    layers' codes with ``separator``. Metric fields are named by ``accuracy``, ``flops``, ``params`` and
+    ``latency_ms`` (null: the table has none); ``accuracy_scale`` turns the table's accuracy into [0, 1].
+    ``merge_identical``: keys whose records are identical in every field are one network (one record).
+    """
+
+    path: str
+    codes: tuple[str, ...] | None = None
+    separator: str = ""
+    accuracy: str = "mean_acc"
+    accuracy_scale: float = 100.0
+    flops: str | None = "flops"
+    params: str | None = "params"
+    latency_ms: str | None = None
+    merge_identical: bool = True
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,7 +142,8 @@ class EnvPreset:
     train: TrainConfig
     reward: RewardConfig
     latency: LatencyConfig = field(default_factory=LatencyConfig)
-    evaluator: Literal["scratch"] = "scratch"
+    evaluator: Literal["scratch", "tabular"] = "scratch"
+    table: TableConfig | None = None
     seed: int = 0
 
 
@@ -115,7 +151,7 @@ class EnvPreset:
 
 
 @dataclass(frozen=True)
-class AgentPreset:
+class PPOPreset:
     """PPO hyperparameters (stable-baselines3 names), tuned for short, expensive one-step episodes."""
 
     name: str
@@ -134,17 +170,64 @@ class AgentPreset:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class EvolutionPreset:
+    """Regularized evolution (Real et al., 2019): tournament of ``sample_size`` from a population, mutate one
+    layer choice of the winner, retire the oldest member. The first ``population_size`` children are random."""
+
+    name: str
+    algo: Literal["evolution"] = "evolution"
+    population_size: int = 20
+    sample_size: int = 5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RandomPreset:
+    """Random search: every child is drawn uniformly from the space."""
+
+    name: str
+    algo: Literal["random"] = "random"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class UniformPreset:
+    """The uniform space members: every layer the same operator and keep-ratio, in the space's order."""
+
+    name: str
+    algo: Literal["uniform"] = "uniform"
+    seed: int = 0
+
+
+AgentPreset = PPOPreset | EvolutionPreset | RandomPreset | UniformPreset
+"""A search strategy's preset; ``algo`` in the YAML file says which."""
+STRATEGIES: dict[str, type] = {"ppo": PPOPreset, "evolution": EvolutionPreset, "random": RandomPreset,
+                               "uniform": UniformPreset}  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------------- loading
 
 
-def load_env_preset(source: str | Path | dict) -> EnvPreset:
-    """Load and validate an environment preset from a path, a bare preset name, or a dict."""
-    return _load(EnvPreset, source, "envs", _validate_env)
+def load_env_preset(source: str | Path | dict, overrides: Sequence[str] = ()) -> EnvPreset:
+    """Load and validate an environment preset from a path, a bare preset name, or a dict.
+
+    ``overrides`` are ``dotted.key=value`` strings applied before validation (values are parsed as YAML;
+    list items by index: ``space.stages.0.width=32``).
+    """
+    return _load(lambda data: EnvPreset, source, "envs", _validate_env, overrides)
 
 
-def load_agent_preset(source: str | Path | dict) -> AgentPreset:
-    """Load and validate a controller preset from a path, a bare preset name, or a dict."""
-    return _load(AgentPreset, source, "agents", _validate_agent)
+def load_agent_preset(source: str | Path | dict, overrides: Sequence[str] = ()) -> AgentPreset:
+    """Load and validate a controller preset from a path, a bare preset name, or a dict (``overrides`` as above)."""
+    return _load(_strategy_class, source, "agents", _validate_agent, overrides)
+
+
+def _strategy_class(data: dict) -> type:
+    algo = data.get("algo", "ppo")
+    if algo not in STRATEGIES:
+        raise ConfigError(f"algo: {algo!r} is not allowed; choose one of {', '.join(STRATEGIES)}")
+    return STRATEGIES[algo]
 
 
 def to_dict(preset: Any) -> dict:
@@ -157,11 +240,17 @@ def dump_yaml(preset: Any, path: Path) -> None:
     path.write_text(yaml.safe_dump(to_dict(preset), sort_keys=False))
 
 
-def _load(cls: type[T], source: str | Path | dict, kind: str, validate: Callable[[T], None]) -> T:
+def _load(
+    select: Callable[[dict], type[T]],
+    source: str | Path | dict,
+    kind: str,
+    validate: Callable[[T], None],
+    overrides: Sequence[str] = (),
+) -> T:
     from rlnas.presets import resolve_preset
 
     if isinstance(source, dict):
-        data, where = dict(source), "<dict>"
+        data, where = copy.deepcopy(source), "<dict>"
     else:
         path = resolve_preset(source, kind)
         where = str(path)
@@ -172,12 +261,34 @@ def _load(cls: type[T], source: str | Path | dict, kind: str, validate: Callable
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping of keys at the top level, found {type(data).__name__}")
         data.setdefault("name", path.stem)
+    for override in overrides:
+        _apply_override(data, override, where)
     try:
-        preset = _build(cls, data, "")
+        preset = _build(select(data), data, "")
         validate(preset)
         return preset
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
+
+
+def _apply_override(data: dict, override: str, where: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{where}: override {override!r}: expected KEY=VALUE, e.g. train.steps=50")
+    parts, node = key.strip().split("."), data
+    for depth, part in enumerate(parts):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            index: Any = int(part)
+        elif isinstance(node, dict):
+            index = part
+        else:
+            raise ConfigError(f"{where}: override {override!r}: {'.'.join(parts[:depth])} has no item {part!r}")
+        if depth == len(parts) - 1:
+            node[index] = yaml.safe_load(text)
+            return
+        if isinstance(node, dict) and part not in node:
+            node[part] = {}
+        node = node[index]
 
 
 def _build(cls: type[T], data: Any, prefix: str) -> T:
@@ -259,7 +370,8 @@ def _validate_env(p: EnvPreset) -> None:
     _check(d.val_size > 0, "data.val_size", d.val_size, "a positive number of examples")
     _check(d.train_subset is None or d.train_subset > 0, "data.train_subset", d.train_subset, "positive or null")
     _check(d.image_size is None or d.image_size > 0, "data.image_size", d.image_size, "a positive side or null")
-    _check(p.reward.target_ms > 0, "reward.target_ms", p.reward.target_ms, "a positive latency in milliseconds")
+    _validate_reward(p.reward)
+    _validate_table(p)
     lat = p.latency
     _check(lat.repeats > 0, "latency.repeats", lat.repeats, "a positive integer")
     _check(lat.warmup >= 0, "latency.warmup", lat.warmup, "a non-negative integer")
@@ -268,7 +380,44 @@ def _validate_env(p: EnvPreset) -> None:
     _check(lat.device.split(":")[0] in ("cpu", "cuda"), "latency.device", lat.device, "cpu or cuda")
 
 
+def _validate_reward(r: RewardConfig) -> None:
+    needed = r.kind != "accuracy"
+    for key, value, cost, unit in (
+        ("target_ms", r.target_ms, "latency", "ms"),
+        ("target_mflops", r.target_mflops, "flops", "MFLOPs"),
+    ):
+        if value is None and needed and r.cost == cost:
+            raise ConfigError(
+                f"missing required key reward.{key}: reward.kind {r.kind} with reward.cost {cost} needs a target "
+                f"in {unit} (or use reward.kind: accuracy)"
+            )
+        _check(value is None or value > 0, f"reward.{key}", value, f"a positive target in {unit}")
+
+
+def _validate_table(p: EnvPreset) -> None:
+    if p.evaluator != "tabular":
+        _check(p.table is None, "table", "...", "no table section unless evaluator is tabular")
+        return
+    _check(p.table is not None, "table", None, "a table section (path, codes, metric names) for evaluator tabular")
+    t, ops = p.table, p.space.operators
+    if t.codes is not None:
+        _check(len(t.codes) == len(ops), "table.codes", list(t.codes), f"one code per operator ({len(ops)})")
+        _check(len(set(t.codes)) == len(t.codes), "table.codes", list(t.codes), "distinct codes")
+    _check(t.accuracy_scale > 0, "table.accuracy_scale", t.accuracy_scale, "a positive number (100 for percent)")
+    uses_latency = p.reward.latency_target is not None
+    no_latency = "a latency column, or reward.cost: flops or reward.kind: accuracy (a table cannot measure latency)"
+    _check(t.latency_ms is not None or not uses_latency, "table.latency_ms", None, no_latency)
+    _check(
+        t.flops is not None or p.reward.cost != "flops", "table.flops", None, "a FLOPs column for reward.cost: flops"
+    )
+
+
 def _validate_agent(p: AgentPreset) -> None:
+    if isinstance(p, EvolutionPreset):
+        _check(p.population_size >= 2, "population_size", p.population_size, "at least 2")
+        _check(1 <= p.sample_size <= p.population_size, "sample_size", p.sample_size, "1 .. population_size")
+    if not isinstance(p, PPOPreset):
+        return
     _check(p.n_steps >= 1, "n_steps", p.n_steps, "a positive integer")
     _check(p.batch_size >= 1, "batch_size", p.batch_size, "a positive integer")
     _check(p.n_epochs >= 1, "n_epochs", p.n_epochs, "a positive integer")

@@ -34,9 +34,8 @@ def sample_architectures(
         preset = load_env_preset(controller.meta["env_preset"])
         evaluator = make_evaluator(preset, device)
         controller.check_space(evaluator.space)
-        target = target_latency_ms or preset.reward.target_ms
         for row, proposal in zip(rows, proposals, strict=True):
             result = evaluator.evaluate(proposal.arch)
-            terms = compute_reward(preset.reward, result.accuracy, result.latency_ms, target)
+            terms = compute_reward(preset.reward, result.accuracy, result.latency_ms, result.flops, target_latency_ms)
             row.update(result.as_dict(), reward=terms.reward)
     return rows

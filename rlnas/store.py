@@ -22,13 +22,13 @@ CREATE TABLE IF NOT EXISTS evaluations (
     latency_ms REAL NOT NULL,
     flops INTEGER NOT NULL,
     params INTEGER NOT NULL,
-    target_ms REAL NOT NULL,
+    target REAL NOT NULL,
     record TEXT NOT NULL,
     created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_COLUMNS = ("arch", "status", "reward", "accuracy", "latency_ms", "flops", "params", "target_ms")
+_COLUMNS = ("arch", "status", "reward", "accuracy", "latency_ms", "flops", "params", "target")
 
 
 class EvaluationStore:
@@ -59,8 +59,13 @@ class EvaluationStore:
         return [{"id": row["id"], **json.loads(row["record"])} for row in rows]
 
     def best(self, k: int = 5) -> list[dict[str, Any]]:
-        """The ``k`` highest-reward evaluations."""
-        rows = self._db.execute("SELECT id, record FROM evaluations ORDER BY reward DESC, id LIMIT ?", (k,))
+        """The ``k`` highest-reward distinct architectures (each with its best evaluation, earliest on ties)."""
+        rows = self._db.execute(
+            "SELECT id, record FROM evaluations WHERE id IN "
+            "(SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY arch ORDER BY reward DESC, id) AS n "
+            "FROM evaluations) WHERE n = 1) ORDER BY reward DESC, id LIMIT ?",
+            (k,),
+        )
         return [{"id": row["id"], **json.loads(row["record"])} for row in rows.fetchall()]
 
     def __len__(self) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -113,3 +115,48 @@ def tiny_space() -> SearchSpace:
 def fake_evaluator(digits_preset) -> FakeEvaluator:
     """A :class:`FakeEvaluator` over the digits preset's search space."""
     return FakeEvaluator(space_for(digits_preset))
+
+
+REPO = Path(__file__).resolve().parents[1]
+NAS_BENCH_MACRO = REPO.parent / "shared" / "benchmarks" / "nas-bench-macro" / "nas-bench-macro_cifar10.json"
+
+
+@pytest.fixture(scope="session")
+def macro_preset() -> EnvPreset:
+    """The shipped NAS-Bench-Macro preset, pointed at the benchmark file; skips when the file is absent."""
+    if not NAS_BENCH_MACRO.is_file():
+        pytest.skip(f"NAS-Bench-Macro table not found at {NAS_BENCH_MACRO}")
+    return load_env_preset("nas_bench_macro", [f"table.path={NAS_BENCH_MACRO}"])
+
+
+@pytest.fixture(scope="session")
+def synthetic_table_preset(tmp_path_factory) -> EnvPreset:
+    """A 4-layer, 3-operator tabular space over a CSV table (81 rows, one column per layer).
+
+    Accuracy is additive: each layer adds 0.0, 0.01 or 0.02 for codes 0, 1, 2, except that code 2 at layer 3
+    adds 0.05 -- so the unique optimum is "2222" (accuracy 0.86), and greedy per-layer choices find it.
+    """
+    path = tmp_path_factory.mktemp("table") / "synthetic.csv"
+    rows = ["layer_0,layer_1,layer_2,layer_3,acc,flops,params"]
+    for codes in itertools.product("012", repeat=4):
+        gains = [0.01 * int(c) for c in codes[:3]] + [0.05 if codes[3] == "2" else 0.01 * int(codes[3])]
+        flops = 1_000_000 * (1 + sum(int(c) for c in codes))
+        params = 1000 + int("".join(codes), 3)  # unique, so no two rows are identical (equivalent) records
+        rows.append(f"{','.join(codes)},{75 + 100 * sum(gains):.2f},{flops},{params}")
+    path.write_text("\n".join(rows) + "\n")
+    return load_env_preset(
+        {
+            "name": "synthetic",
+            "data": {"name": "digits"},
+            "space": {
+                "stem_width": 4,
+                "stages": [{"layers": 4, "width": 8}],
+                "operators": ["skip", "conv3x3", "mbconv3_k3"],
+                "keep_ratios": [1.0],
+            },
+            "train": {"steps": 0, "finetune_steps": 0},
+            "evaluator": "tabular",
+            "table": {"path": str(path), "accuracy": "acc", "flops": "flops", "params": "params"},
+            "reward": {"kind": "accuracy"},
+        }
+    )

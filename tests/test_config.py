@@ -116,6 +116,7 @@ def test_unknown_nested_key_is_named_with_its_path(digits_dict):
 @pytest.mark.parametrize(
     ("path", "key"),
     [(("space",), "space"), (("train", "steps"), "train.steps"), (("reward", "target_ms"), "reward.target_ms")],
+    ids=["space", "train.steps", "reward.target_ms (needed by the latency cost)"],
 )
 def test_missing_required_key_is_named(digits_dict, path, key):
     parent = digits_dict
@@ -281,3 +282,19 @@ def test_agent_preset_errors_name_the_key():
         load_agent_preset({"name": "x", "net_arch": [64, 0]})
     with pytest.raises(ConfigError, match=r"algo.*ppo"):
         load_agent_preset({"name": "x", "algo": "a2c"})
+
+
+def test_overrides_set_nested_keys_and_list_items(digits_dict):
+    preset = load_env_preset(digits_dict, ["train.steps=7", "space.stages.1.width=32", "space.keep_ratios=[0.5, 1.0]"])
+    assert preset.train.steps == 7 and preset.space.stages[1].width == 32 and preset.space.keep_ratios == (0.5, 1.0)
+    assert digits_dict["train"]["steps"] != 7  # the caller's data is not modified
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("train.steps", "expected KEY=VALUE"), ("space.stages.9.width=3", "space.stages has no item '9'"),
+     ("train.steps=-1", "train.steps: -1 is not allowed"), ("train.stepz=3", "unknown key train.stepz")],
+)  # fmt: skip
+def test_bad_overrides_are_named(digits_dict, override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_env_preset(digits_dict, [override])

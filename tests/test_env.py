@@ -23,7 +23,7 @@ from rlnas.training.data import DataSplits, Split, load_data
 
 INFO_KEYS = {
     "arch", "accuracy", "latency_ms", "flops", "params", "params_unpruned", "train_s", "reward", "exponent",
-    "target_ms", "status",
+    "cost", "target", "status",
 }  # fmt: skip
 
 
@@ -126,7 +126,7 @@ def test_a_step_trains_prunes_and_reports(digits_preset, digits_data):
     assert 0.0 <= info["accuracy"] <= 1.0
     assert info["latency_ms"] > 0 and info["flops"] > 0 and info["train_s"] > 0
     assert 0 < info["params"] < info["params_unpruned"]
-    assert info["target_ms"] == digits_preset.reward.target_ms
+    assert info["target"] == digits_preset.reward.target_ms and info["cost"] == info["latency_ms"]
     assert obs.tolist() == [1.0]
     # the reward is the MnasNet formula of what was measured
     t = digits_preset.reward
@@ -172,7 +172,7 @@ def test_reset_options_change_the_target_and_the_observation(digits_preset, fake
     assert obs2.tolist() == pytest.approx([4.0]) and obs2.tolist() != obs.tolist()
     assert env.observation_space.contains(obs2)
     _, reward_loose, _, _, info = env.step(action)
-    assert info["target_ms"] == 4 * ref
+    assert info["target"] == 4 * ref
     assert reward_loose > reward_ref  # a looser target penalises the same child less
 
     obs3, _ = env.reset()  # the target persists until changed again

@@ -1,8 +1,9 @@
-"""SB3 callbacks: log every evaluated child through SB3's logger and stop at the evaluation budget."""
+"""Log every evaluated child through SB3's logger (any strategy), and the SB3 callback that does it for PPO."""
 
 from __future__ import annotations
 
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 from tqdm.auto import tqdm
 
 CHILD_SCALARS = {
@@ -15,33 +16,23 @@ CHILD_SCALARS = {
 }
 
 
-class ChildLoggingCallback(BaseCallback):
-    """Write each child's metrics (``child/*``) and the search's progress (``search/*``) to TensorBoard.
+class ChildLogger:
+    """Write each child's metrics (``child/*``) and the search's progress (``search/*``) to an SB3 logger.
 
-    Every evaluated child is one point on SB3's step axis (the logger is dumped after each child).
-    Training stops once ``max_evaluations`` children have been evaluated.
+    Every evaluated child is one point on the step axis (the logger is dumped after each child); a tqdm bar
+    shows the progress towards ``max_evaluations``.
     """
 
-    def __init__(self, max_evaluations: int, progress_bar: bool = True) -> None:
-        super().__init__()
-        self.max_evaluations = max_evaluations
-        self.progress_bar = progress_bar
+    def __init__(self, logger: Logger, max_evaluations: int, progress_bar: bool = True) -> None:
+        self.logger = logger
         self.evaluations = 0
         self.diverged = 0
         self.best_reward = float("-inf")
         self.best_arch = ""
-        self._bar: tqdm | None = None
+        self._bar = tqdm(total=max_evaluations, desc="search", unit="child", disable=not progress_bar)
 
-    def _on_training_start(self) -> None:
-        self._bar = tqdm(total=self.max_evaluations, desc="search", unit="child", disable=not self.progress_bar)
-
-    def _on_step(self) -> bool:
-        for info in self.locals["infos"]:
-            if "arch" in info:
-                self._log_child(info)
-        return self.evaluations < self.max_evaluations
-
-    def _log_child(self, info: dict) -> None:
+    def log(self, info: dict) -> None:
+        """Record one evaluated child (the ``info`` dict of its environment step)."""
         self.evaluations += 1
         if info["status"] == "ok":
             for tag, key in CHILD_SCALARS.items():
@@ -55,13 +46,40 @@ class ChildLoggingCallback(BaseCallback):
         self.logger.record("search/best_reward", self.best_reward)
         self.logger.record("search/evaluations", self.evaluations)
         self.logger.record("search/diverged", self.diverged)
-        self.logger.dump(self.num_timesteps)
-        if self._bar is not None:
-            self._bar.update(1)
-            self._bar.set_postfix(
-                acc=f"{info['accuracy']:.3f}", lat_ms=f"{info['latency_ms']:.2f}", best=f"{self.best_reward:.4f}"
-            )
+        self.logger.dump(self.evaluations)
+        self._bar.update(1)
+        self._bar.set_postfix(
+            acc=f"{info['accuracy']:.3f}", lat_ms=f"{info['latency_ms']:.2f}", best=f"{self.best_reward:.4f}"
+        )
+
+    def close(self) -> None:
+        """Close the progress bar."""
+        self._bar.close()
+
+
+class ChildLoggingCallback(BaseCallback):
+    """Log every child a PPO search evaluates (see :class:`ChildLogger`); stop at ``max_evaluations``."""
+
+    def __init__(self, max_evaluations: int, progress_bar: bool = True) -> None:
+        super().__init__()
+        self.max_evaluations = max_evaluations
+        self.progress_bar = progress_bar
+        self.child_logger: ChildLogger | None = None
+
+    @property
+    def evaluations(self) -> int:
+        """Children logged so far."""
+        return self.child_logger.evaluations if self.child_logger else 0
+
+    def _on_training_start(self) -> None:
+        self.child_logger = ChildLogger(self.logger, self.max_evaluations, self.progress_bar)
+
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"]:
+            if "arch" in info:
+                self.child_logger.log(info)
+        return self.evaluations < self.max_evaluations
 
     def _on_training_end(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        if self.child_logger is not None:
+            self.child_logger.close()

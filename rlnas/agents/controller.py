@@ -36,7 +36,7 @@ class Proposal:
 class Controller:
     """Proposes architectures of :attr:`space` for a latency target."""
 
-    def __init__(self, model: PPO, space: SearchSpace, reference_ms: float, meta: dict | None = None) -> None:
+    def __init__(self, model: PPO, space: SearchSpace, reference_ms: float | None, meta: dict | None = None) -> None:
         self.model = model
         self.space = space
         self.reference_ms = reference_ms
@@ -44,8 +44,13 @@ class Controller:
 
     def probabilities(self, target_latency_ms: float | None = None) -> list[np.ndarray]:
         """The policy's probabilities for every action dimension (operator, keep-ratio, ... per layer)."""
-        target = self.reference_ms if target_latency_ms is None else target_latency_ms
-        obs = np.array([target / self.reference_ms], dtype=np.float32)
+        if target_latency_ms is None or self.reference_ms is None:
+            if target_latency_ms is not None:
+                raise ValueError("this controller was trained without a latency target; omit the target")
+            ratio = 1.0
+        else:
+            ratio = target_latency_ms / self.reference_ms
+        obs = np.array([ratio], dtype=np.float32)
         obs_tensor, _ = self.model.policy.obs_to_tensor(obs)
         with torch.no_grad():
             dist = self.model.policy.get_distribution(obs_tensor)
@@ -111,7 +116,7 @@ def load_controller(path: str | Path, space: SearchSpace | None = None) -> Contr
         model = PPO.load(folder / POLICY_FILE, device="cpu")
     except Exception as err:  # SB3 raises several kinds for a damaged zip
         raise ConfigError(f"{folder / POLICY_FILE} could not be loaded ({type(err).__name__}: {err})") from err
-    controller = Controller(model, stored_space, float(meta["observation"]["reference_ms"]), meta)
+    controller = Controller(model, stored_space, meta["observation"]["reference_ms"], meta)
     if space is not None:
         controller.check_space(space)
     return controller

@@ -6,10 +6,10 @@ from gymnasium import Env
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
-from rlnas.config import AgentPreset
+from rlnas.config import PPOPreset
 
 
-def make_ppo(agent: AgentPreset, env: Env | VecEnv, seed: int | None = None) -> PPO:
+def make_ppo(agent: PPOPreset, env: Env | VecEnv, seed: int | None = None) -> PPO:
     """A fresh PPO policy for ``env`` with the preset's hyperparameters (the controller runs on CPU)."""
     return PPO(
         "MlpPolicy",

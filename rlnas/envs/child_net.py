@@ -31,10 +31,12 @@ class ChildNetEnv(gym.Env):
     ## Observation Space
     ``Box(0, 100, (1,), float32)``: the latency target divided by the preset's ``reward.target_ms``
     (the reference), so one policy can be asked for another target (``reset(options={"target_latency_ms": x})``).
+    Always 1 when the reward has no latency target (``reward.kind: accuracy`` or ``reward.cost: flops``).
 
     ## Rewards
-    MnasNet's ``acc * (lat / T) ** w`` (see :mod:`rlnas.envs.reward`); ``reward.failure_reward`` (default 0)
-    for a child whose training diverged, with the reason in ``info["reason"]``.
+    MnasNet's ``acc * (cost / T) ** w`` with cost = latency or FLOPs, or the accuracy alone (see
+    :mod:`rlnas.envs.reward`); ``reward.failure_reward`` (default 0) for a child whose training diverged,
+    with the reason in ``info["reason"]``.
 
     ## Episode End
     Every episode is one step: ``terminated`` is always True, ``truncated`` always False.
@@ -63,8 +65,10 @@ class ChildNetEnv(gym.Env):
         self.preset = preset if isinstance(preset, EnvPreset) else load_env_preset(preset)
         self.evaluator = evaluator if evaluator is not None else make_evaluator(self.preset, device)
         self.space = self.evaluator.space
-        self.reference_ms = self.preset.reward.target_ms
-        self.target_ms = self._checked_target(self.reference_ms if target_latency_ms is None else target_latency_ms)
+        self.reference_ms = self.preset.reward.latency_target
+        self.target_ms = self.reference_ms
+        if target_latency_ms is not None:
+            self.target_ms = self._checked_target(target_latency_ms)
         self.store = EvaluationStore(store_path) if store_path is not None else None
         # Built directly (not through gymnasium.make), the env still gets its registered spec, with the arguments
         # it was built with, so spec.make() rebuilds this env and checkers see it is nondeterministic (children
@@ -87,7 +91,7 @@ class ChildNetEnv(gym.Env):
         arch = self.space.decode(action)
         result = self.evaluator.evaluate(arch)
         if result.status == "ok":
-            terms = compute_reward(self.preset.reward, result.accuracy, result.latency_ms, self.target_ms)
+            terms = compute_reward(self.preset.reward, result.accuracy, result.latency_ms, result.flops, self.target_ms)
         else:
             terms = failure_terms(self.preset.reward, self.target_ms)
         info = {**result.as_dict(), **terms.as_dict(), "action": [int(a) for a in np.asarray(action)]}
@@ -102,9 +106,15 @@ class ChildNetEnv(gym.Env):
             self.store = None
 
     def _observation(self) -> np.ndarray:
-        return np.array([self.target_ms / self.reference_ms], dtype=np.float32)
+        ratio = 1.0 if self.reference_ms is None else self.target_ms / self.reference_ms
+        return np.array([ratio], dtype=np.float32)
 
     def _checked_target(self, target_ms: float) -> float:
+        if self.reference_ms is None:
+            raise ValueError(
+                f"env preset {self.preset.name!r} has no latency target to change (reward.kind "
+                f"{self.preset.reward.kind}, reward.cost {self.preset.reward.cost}); its observation is always 1"
+            )
         if not 0 < target_ms / self.reference_ms <= MAX_TARGET_RATIO:
             raise ValueError(
                 f"target latency {target_ms} ms is out of range: give a positive value up to "

@@ -2,6 +2,7 @@
 
 ``ScratchEvaluator``: build the full-width child, train it, prune it to its keep-ratios (channels removed),
 fine-tune, evaluate validation accuracy, measure latency, count FLOPs and parameters.
+``TabularEvaluator`` (:mod:`rlnas.envs.tabular`): read the metrics from a benchmark table.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from rlnas.training.trainer import TrainingDiverged, accuracy, fit, recalibrate_
 
 @dataclass(frozen=True)
 class EvalResult:
-    """What one evaluation measured. ``accuracy`` is validation accuracy in [0, 1]."""
+    """What one evaluation measured. ``accuracy`` is validation accuracy in [0, 1].
+
+    ``record_key``: for table lookups, the key of the record that answered (equivalent children share one).
+    """
 
     arch: str
     status: Literal["ok", "diverged"]
@@ -38,6 +42,7 @@ class EvalResult:
     eval_s: float = 0.0
     latency_s: float = 0.0
     reason: str = ""
+    record_key: str = ""
 
     def as_dict(self) -> dict:
         """Plain Python values, for ``info`` and the store."""
@@ -128,7 +133,9 @@ class ScratchEvaluator:
 
 
 def make_evaluator(preset: EnvPreset, device: str = "cpu") -> Evaluator:
-    """The evaluator the preset asks for."""
-    if preset.evaluator == "scratch":
-        return ScratchEvaluator(preset, device)
-    raise ValueError(f"evaluator {preset.evaluator!r} is not available; use: scratch")
+    """The evaluator the preset asks for (``scratch`` trains children; ``tabular`` looks them up)."""
+    if preset.evaluator == "tabular":
+        from rlnas.envs.tabular import TabularEvaluator
+
+        return TabularEvaluator(preset)
+    return ScratchEvaluator(preset, device)

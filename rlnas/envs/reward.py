@@ -1,9 +1,12 @@
-"""Rewards that trade accuracy against latency.
+"""Rewards that trade accuracy against a cost: measured latency (ms) or FLOPs (MFLOPs).
 
-``mnasnet`` (Tan et al., 2019): ``acc * (lat / T) ** w`` with ``w = alpha`` when ``lat <= T`` and
+``mnasnet`` (Tan et al., 2019): ``acc * (cost / T) ** w`` with ``w = alpha`` when ``cost <= T`` and
 ``w = beta`` otherwise; the soft default is alpha = beta = -0.07. ``hard`` is the paper's hard-constraint
-setting alpha = 0, beta = -1: no bonus for being faster than T, a steep penalty for being slower
-(``alpha``/``beta`` in the preset are ignored). A child whose training diverged gets ``failure_reward``.
+setting alpha = 0, beta = -1: no bonus for being cheaper than T, a steep penalty for being costlier
+(``alpha``/``beta`` in the preset are ignored). ``accuracy`` is the accuracy alone (the unconstrained
+setting of tabular benchmarks). ``reward.cost`` picks the cost: ``latency`` (target ``reward.target_ms``,
+which ``reset(options=...)`` can change) or ``flops`` (target ``reward.target_mflops``).
+A child whose training diverged gets ``failure_reward``.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from rlnas.config import RewardConfig
 
 @dataclass(frozen=True)
 class RewardTerms:
-    """The reward and the terms it was computed from (logged to TensorBoard and the store)."""
+    """The reward and the terms it was computed from (logged to TensorBoard and the store).
+
+    ``cost`` and ``target`` are in the reward's cost unit: ms for ``latency``, MFLOPs for ``flops``.
+    """
 
     reward: float
     accuracy: float
-    latency_ms: float
-    target_ms: float
+    cost: float
+    target: float
     exponent: float
 
     def as_dict(self) -> dict[str, float]:
@@ -30,20 +36,32 @@ class RewardTerms:
 
 def exponents(cfg: RewardConfig) -> tuple[float, float]:
     """``(alpha, beta)`` for the configured reward kind."""
-    return (0.0, -1.0) if cfg.kind == "hard" else (cfg.alpha, cfg.beta)
+    return {"hard": (0.0, -1.0), "accuracy": (0.0, 0.0)}.get(cfg.kind, (cfg.alpha, cfg.beta))
 
 
-def mnasnet_reward(accuracy: float, latency_ms: float, target_ms: float, alpha: float, beta: float) -> RewardTerms:
-    """``accuracy * (latency / target) ** w``, ``w = alpha`` if ``latency <= target`` else ``beta``."""
-    w = alpha if latency_ms <= target_ms else beta
-    return RewardTerms(accuracy * (latency_ms / target_ms) ** w, accuracy, latency_ms, target_ms, w)
+def mnasnet_reward(accuracy: float, cost: float, target: float, alpha: float, beta: float) -> RewardTerms:
+    """``accuracy * (cost / target) ** w``, ``w = alpha`` if ``cost <= target`` else ``beta``."""
+    w = alpha if cost <= target else beta
+    return RewardTerms(accuracy * (cost / target) ** w, accuracy, cost, target, w)
 
 
-def compute_reward(cfg: RewardConfig, accuracy: float, latency_ms: float, target_ms: float) -> RewardTerms:
-    """The reward for a child under ``cfg`` with latency target ``target_ms``."""
-    return mnasnet_reward(accuracy, latency_ms, target_ms, *exponents(cfg))
+def child_cost(cfg: RewardConfig, latency_ms: float, flops: int) -> float:
+    """The child's cost in the reward's unit."""
+    return flops / 1e6 if cfg.cost == "flops" else latency_ms
 
 
-def failure_terms(cfg: RewardConfig, target_ms: float) -> RewardTerms:
+def compute_reward(
+    cfg: RewardConfig, accuracy: float, latency_ms: float, flops: int, target_ms: float | None = None
+) -> RewardTerms:
+    """The reward for a child under ``cfg``; ``target_ms`` overrides the preset's latency target."""
+    cost = child_cost(cfg, latency_ms, flops)
+    if cfg.kind == "accuracy":
+        return RewardTerms(accuracy, accuracy, cost, 0.0, 0.0)
+    target = cfg.target_mflops if cfg.cost == "flops" else (target_ms or cfg.target_ms)
+    return mnasnet_reward(accuracy, cost, target, *exponents(cfg))
+
+
+def failure_terms(cfg: RewardConfig, target_ms: float | None = None) -> RewardTerms:
     """The documented penalty for a child that could not be trained."""
-    return RewardTerms(cfg.failure_reward, 0.0, 0.0, target_ms, 0.0)
+    target = cfg.target_mflops if cfg.cost == "flops" else (target_ms or cfg.target_ms)
+    return RewardTerms(cfg.failure_reward, 0.0, 0.0, target or 0.0, 0.0)

@@ -1,0 +1,122 @@
+"""Baseline strategies in the same harness as PPO: random search, regularized evolution, uniform members.
+
+Each is an ask/tell object over the environment's ``MultiDiscrete`` actions; :func:`run_strategy` drives it
+through the same :class:`~rlnas.envs.child_net.ChildNetEnv` (so the reward, the store and the logging are
+exactly those of a PPO search).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from rlnas.config import EvolutionPreset, RandomPreset, UniformPreset
+from rlnas.space import SearchSpace
+
+
+class Strategy(Protocol):
+    """Proposes actions and learns from their rewards."""
+
+    def ask(self) -> np.ndarray | None:
+        """The next action to evaluate, or None when the strategy has nothing left to propose."""
+        ...
+
+    def tell(self, action: np.ndarray, reward: float) -> None:
+        """The reward of an action returned by :meth:`ask`."""
+        ...
+
+
+class RandomSearch:
+    """Every action uniformly at random."""
+
+    def __init__(self, nvec: list[int], seed: int = 0) -> None:
+        self.nvec = np.asarray(nvec)
+        self.rng = np.random.default_rng(seed)
+
+    def ask(self) -> np.ndarray:
+        return self.rng.integers(0, self.nvec)
+
+    def tell(self, action: np.ndarray, reward: float) -> None:
+        pass
+
+
+class RegularizedEvolution:
+    """Aging evolution (Real et al., 2019, Algorithm 1).
+
+    The first ``population_size`` actions are random. After that, ``sample_size`` members are drawn without
+    replacement, the best one's action is copied with one dimension (that has a choice) changed to a
+    different value, and once the population is full the oldest member is retired for each new child.
+    """
+
+    def __init__(self, nvec: list[int], population_size: int = 20, sample_size: int = 5, seed: int = 0) -> None:
+        self.nvec = np.asarray(nvec)
+        self.population_size, self.sample_size = population_size, sample_size
+        self.rng = np.random.default_rng(seed)
+        self.population: deque[tuple[np.ndarray, float]] = deque()
+        self._mutable = np.flatnonzero(self.nvec > 1)
+
+    def ask(self) -> np.ndarray:
+        if len(self.population) < self.population_size:
+            return self.rng.integers(0, self.nvec)
+        picks = self.rng.choice(len(self.population), self.sample_size, replace=False)
+        parent = max((self.population[i] for i in picks), key=lambda member: member[1])[0]
+        return self.mutate(parent)
+
+    def tell(self, action: np.ndarray, reward: float) -> None:
+        self.population.append((np.asarray(action).copy(), float(reward)))
+        if len(self.population) > self.population_size:
+            self.population.popleft()
+
+    def mutate(self, action: np.ndarray) -> np.ndarray:
+        """A copy of ``action`` with one randomly chosen dimension set to a different value."""
+        child = np.asarray(action).copy()
+        if self._mutable.size == 0:
+            return child
+        dim = self.rng.choice(self._mutable)
+        child[dim] = (child[dim] + self.rng.integers(1, self.nvec[dim])) % self.nvec[dim]
+        return child
+
+
+class UniformMembers:
+    """Every architecture with one operator and one keep-ratio at all layers, each once."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        members = [space.uniform(op, keep) for op in space.operators for keep in space.keep_ratios]
+        self._queue = deque(space.encode(arch) for arch in members)
+
+    def ask(self) -> np.ndarray | None:
+        return self._queue.popleft() if self._queue else None
+
+    def tell(self, action: np.ndarray, reward: float) -> None:
+        pass
+
+
+def make_strategy(agent: EvolutionPreset | RandomPreset | UniformPreset, space: SearchSpace, seed: int) -> Strategy:
+    """The baseline an agent preset describes, over ``space``'s actions."""
+    if isinstance(agent, EvolutionPreset):
+        return RegularizedEvolution(space.nvec, agent.population_size, agent.sample_size, seed)
+    if isinstance(agent, UniformPreset):
+        return UniformMembers(space)
+    return RandomSearch(space.nvec, seed)
+
+
+def run_strategy(
+    env: gym.Env, strategy: Strategy, evaluations: int, seed: int, on_child: Callable[[dict], None]
+) -> int:
+    """Evaluate up to ``evaluations`` children proposed by ``strategy``; return how many were evaluated."""
+    env.reset(seed=seed)
+    done = 0
+    while done < evaluations:
+        action = strategy.ask()
+        if action is None:
+            break
+        _, reward, _, _, info = env.step(action)
+        strategy.tell(action, reward)
+        done += 1
+        on_child(info)
+        env.reset()
+    return done

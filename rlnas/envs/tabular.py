@@ -1,0 +1,173 @@
+"""Tabular benchmarks: look children up in a table of published results instead of training them.
+
+Table format (``table`` section of an env preset, :class:`rlnas.config.TableConfig`):
+
+* **JSON**: an object mapping a child's *key* to its record, e.g. NAS-Bench-Macro's
+  ``{"22212220": {"mean_acc": 93.13, "flops": 83.6e6, "params": 1.7e6, ...}, ...}``.
+* **CSV**: one row per child, with either a ``key`` column or one column per layer (``layer_0``,
+  ``layer_1``, ...) holding that layer's choice code, and one column per metric.
+
+A child's key joins its layers' codes (``table.codes[i]`` stands for ``space.operators[i]``, default
+``"0"``, ``"1"``, ...) with ``table.separator``. Metrics are read from the fields the preset names
+(``accuracy``, ``flops``, ``params``, ``latency_ms``); ``accuracy / accuracy_scale`` is the child's accuracy.
+
+Equivalent keys: where the table stores *identical* records (every field equal) under several keys
+(NAS-Bench-Macro does so for architectures that differ only in where an identity layer sits after the first
+layer of a stage, because they are one network), those keys are one record. Every key reports the smallest
+key of its group as ``record_key``, so the store and any cache see which children were the same network.
+``table.merge_identical: false`` turns this off for tables too coarse to tell different networks apart.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlnas.config import EnvPreset, TableConfig
+from rlnas.envs.evaluators import EvalResult, space_for
+from rlnas.space import Arch, SearchSpace
+from rlnas.training.data import DataError
+
+
+class BenchmarkTable:
+    """Records by key, with equivalent keys (identical records) mapped to one canonical key."""
+
+    def __init__(
+        self, records: dict[str, dict[str, Any]], source: str = "<memory>", merge_identical: bool = True
+    ) -> None:
+        if not records:
+            raise DataError(f"benchmark table {source} holds no records")
+        self.source = source
+        self.records = records
+        canonical_of_record: dict[str, str] = {}
+        self.canonical: dict[str, str] = {}
+        for key in sorted(records):
+            fingerprint = json.dumps(records[key], sort_keys=True) if merge_identical else key
+            self.canonical[key] = canonical_of_record.setdefault(fingerprint, key)
+
+    @classmethod
+    def load(
+        cls, path: str | Path, separator: str = "", source_hint: str = "", merge_identical: bool = True
+    ) -> BenchmarkTable:
+        """Read a JSON or CSV table (see the module docstring for the format)."""
+        path = Path(os.path.expandvars(str(path))).expanduser()
+        if not path.is_file():
+            hint = f" Get it from {source_hint}." if source_hint else ""
+            raise DataError(
+                f"benchmark table {path} not found (looked relative to {Path.cwd()}).{hint} "
+                "Point the preset at it with table.path, or on the command line: --set table.path=FILE"
+            )
+        try:
+            if path.suffix.lower() == ".csv":
+                return cls(_read_csv(path, separator), str(path), merge_identical)
+            data = json.loads(path.read_text())
+        except (OSError, ValueError, csv.Error) as err:
+            raise DataError(f"benchmark table {path} could not be read: {err}") from err
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            raise DataError(f"benchmark table {path}: expected a JSON object mapping keys to records (objects)")
+        return cls(data, str(path), merge_identical)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def lookup(self, key: str) -> tuple[str, dict[str, Any]]:
+        """``(canonical key, record)`` for ``key``; ``KeyError`` naming the table if it is absent."""
+        if key not in self.canonical:
+            raise KeyError(f"key {key!r} is not in benchmark table {self.source} ({len(self)} records)")
+        canonical = self.canonical[key]
+        return canonical, self.records[canonical]
+
+
+class TabularEvaluator:
+    """An :class:`~rlnas.envs.evaluators.Evaluator` that reads a child's metrics from a benchmark table.
+
+    Evaluations count exactly like trained ones: they go through the same environment, reward and store.
+    """
+
+    def __init__(self, preset: EnvPreset, table: BenchmarkTable | None = None) -> None:
+        if preset.table is None:
+            raise ValueError(f"env preset {preset.name!r} has no table section; the tabular evaluator needs one")
+        self.preset = preset
+        self.config: TableConfig = preset.table
+        self.space: SearchSpace = space_for(preset)
+        self.table = (
+            table
+            if table is not None
+            else BenchmarkTable.load(
+                self.config.path, self.config.separator, self.config.source, self.config.merge_identical
+            )
+        )
+        self.codes = self.config.codes or tuple(str(i) for i in range(len(self.space.operators)))
+        self._check_fits()
+        # Lookups use no torch; the controller's tiny network is fastest on one thread (several threads made a
+        # PPO search on a table 4x slower on a shared 2-core machine).
+        torch.set_num_threads(preset.train.threads or 1)
+
+    def key_of(self, arch: Arch) -> str:
+        """The table key of ``arch`` (its layers' operator codes joined by the separator)."""
+        self.space.validate(arch)
+        return self.config.separator.join(self.codes[self.space.operators.index(op)] for op in arch.ops)
+
+    def evaluate(self, arch: Arch) -> EvalResult:
+        """The table's metrics for ``arch``."""
+        record_key, record = self.table.lookup(self.key_of(arch))
+        cfg = self.config
+        return EvalResult(
+            arch=str(arch),
+            status="ok",
+            accuracy=float(self._metric(record, cfg.accuracy, record_key)) / cfg.accuracy_scale,
+            latency_ms=float(self._metric(record, cfg.latency_ms, record_key)) if cfg.latency_ms else 0.0,
+            flops=int(float(self._metric(record, cfg.flops, record_key))) if cfg.flops else 0,
+            params=int(float(self._metric(record, cfg.params, record_key))) if cfg.params else 0,
+            params_unpruned=int(float(self._metric(record, cfg.params, record_key))) if cfg.params else 0,
+            record_key=record_key,
+        )
+
+    def _metric(self, record: dict[str, Any], field: str, key: str) -> Any:
+        if field not in record:
+            raise DataError(
+                f"benchmark table {self.table.source}: record {key!r} has no field {field!r} "
+                f"(fields: {', '.join(record)}); fix the metric names in the preset's table section"
+            )
+        return record[field]
+
+    def _check_fits(self) -> None:
+        if len(self.space.keep_ratios) != 1:
+            raise ValueError(
+                f"a tabular space has one keep-ratio per layer, this one has {list(self.space.keep_ratios)}: "
+                "set space.keep_ratios to [1.0]"
+            )
+        example = next(iter(self.table.records))
+        expected = self.key_of(self.space.uniform(self.space.operators[0], self.space.keep_ratios[0]))
+        if len(example) != len(expected):
+            raise DataError(
+                f"benchmark table {self.table.source}: keys look like {example!r} but this space "
+                f"({self.space.num_layers} layers) makes keys like {expected!r}; check space.stages and table.codes"
+            )
+
+
+def _read_csv(path: Path, separator: str) -> dict[str, dict[str, Any]]:
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return {}
+    layer_columns = sorted((c for c in rows[0] if c.startswith("layer_")), key=lambda c: int(c[len("layer_") :]))
+    if "key" not in rows[0] and not layer_columns:
+        raise DataError(f"benchmark table {path}: expected a 'key' column or layer_0, layer_1, ... columns")
+    records = {}
+    for row in rows:
+        key = row.pop("key") if "key" in row else separator.join(row.pop(c) for c in layer_columns)
+        records[key] = {name: _number(value) for name, value in row.items()}
+    return records
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text

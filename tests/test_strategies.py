@@ -1,0 +1,153 @@
+"""Search strategies in one harness: each runs a budget on a table, records every evaluation, and is reproducible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rlnas.agents.baselines import RandomSearch, RegularizedEvolution, UniformMembers
+from rlnas.cli import main
+from rlnas.config import ConfigError, load_agent_preset
+from rlnas.search import run_search
+from rlnas.store import EvaluationStore
+
+STRATEGY_NAMES = ["ppo", "evolution", "random"]
+
+
+def archs_of(run_dir) -> list[str]:
+    store = EvaluationStore(run_dir / "evaluations.sqlite")
+    try:
+        return [r["arch"] for r in store.records()]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("strategy", STRATEGY_NAMES)
+def test_each_strategy_records_every_evaluation(tmp_path, synthetic_table_preset, strategy):
+    result = run_search(
+        synthetic_table_preset, strategy, evaluations=30, runs_dir=tmp_path, run_name="r", progress_bar=False
+    )
+    archs = archs_of(result.run_dir)
+    assert result.evaluations == len(archs) == 30  # repeats count: every step is one evaluation
+    assert all(synthetic_table_preset.space.operators for _ in archs)
+    events = EventAccumulator(str(result.run_dir)).Reload()
+    assert len(events.Scalars("child/reward")) == 30
+    assert (result.controller is not None) == (strategy == "ppo")
+    assert (result.run_dir / "policy" / "policy.zip").exists() == (strategy == "ppo")
+    assert "by " + strategy in (result.run_dir / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("strategy", STRATEGY_NAMES)
+def test_a_fixed_seed_reproduces_the_search(tmp_path, synthetic_table_preset, strategy):
+    runs = [
+        run_search(
+            synthetic_table_preset,
+            strategy,
+            evaluations=24,
+            runs_dir=tmp_path,
+            run_name=f"s{i}",
+            seed=7,
+            progress_bar=False,
+        )
+        for i in range(2)
+    ]
+    other = run_search(
+        synthetic_table_preset, strategy, evaluations=24, runs_dir=tmp_path, run_name="o", seed=8, progress_bar=False
+    )
+    assert archs_of(runs[0].run_dir) == archs_of(runs[1].run_dir)
+    assert archs_of(runs[0].run_dir) != archs_of(other.run_dir)
+
+
+def test_uniform_members_are_each_evaluated_once(tmp_path, synthetic_table_preset):
+    result = run_search(
+        synthetic_table_preset, "uniform", evaluations=100, runs_dir=tmp_path, run_name="u", progress_bar=False
+    )
+    archs = archs_of(result.run_dir)
+    assert len(archs) == len(set(archs)) == 3  # 3 operators x 1 keep-ratio, then the strategy is exhausted
+    assert all(len(set(a.split("|"))) == 1 for a in archs)
+
+
+def test_evolution_and_ppo_beat_random_on_an_easy_table(tmp_path, synthetic_table_preset):
+    """The synthetic table is additive with a unique optimum (2222): learning strategies should find it."""
+    found = {}
+    for strategy in ("evolution", "ppo"):
+        result = run_search(
+            synthetic_table_preset, strategy, evaluations=60, runs_dir=tmp_path, run_name=strategy, progress_bar=False
+        )
+        found[strategy] = result.best[0]["accuracy"]
+    assert found["evolution"] == pytest.approx(0.86) and found["ppo"] == pytest.approx(0.86)
+
+
+# ------------------------------------------------------------------------------------------- unit behaviour
+
+
+def test_regularized_evolution_mutates_one_choice_of_a_tournament_winner():
+    nvec = [3, 1, 3, 1, 3, 1]
+    evo = RegularizedEvolution(nvec, population_size=4, sample_size=2, seed=0)
+    for _ in range(4):
+        action = evo.ask()
+        evo.tell(action, float(action.sum()))
+    members = [m for m, _ in evo.population]
+    for _ in range(20):
+        child = evo.ask()
+        distances = [int((child != m).sum()) for m in members]
+        assert 1 in distances  # one layer choice of a member (its parent) changed
+        assert all(child[1::2] == 0)  # single-choice dimensions are never mutated
+        evo.tell(child, float(child.sum()))
+        members = [m for m, _ in evo.population]
+        assert len(members) == 4  # the oldest member retires
+
+
+def test_random_search_covers_the_space_uniformly():
+    rs = RandomSearch([3, 2], seed=0)
+    counts = np.zeros((3, 2))
+    for _ in range(6000):
+        a = rs.ask()
+        counts[a[0], a[1]] += 1
+    assert counts.min() > 850 and counts.max() < 1150
+
+
+def test_uniform_members_order(tiny_space):
+    members = UniformMembers(tiny_space)
+    first = tiny_space.decode(members.ask())
+    assert first == tiny_space.uniform(tiny_space.operators[0], tiny_space.keep_ratios[0])
+
+
+# ------------------------------------------------------------------------------------------------ presets/CLI
+
+
+def test_strategy_presets_load_and_validate():
+    assert load_agent_preset("evolution").population_size == 20
+    assert load_agent_preset("random").algo == "random"
+    with pytest.raises(ConfigError, match=r"sample_size: 30"):
+        load_agent_preset("evolution", ["sample_size=30"])
+    with pytest.raises(ConfigError, match=r"algo: 'reinforce' is not allowed; choose one of ppo, evolution"):
+        load_agent_preset({"name": "x", "algo": "reinforce"})
+
+
+def test_cli_runs_a_strategy_with_overrides(tmp_path, synthetic_table_preset, capsys):
+    table = synthetic_table_preset.table.path
+    env_file = tmp_path / "env.yaml"
+    from rlnas.config import dump_yaml
+
+    dump_yaml(synthetic_table_preset, env_file)
+    code = main([
+        "search", "--env", str(env_file), "--strategy", "evolution", "--agent-set", "population_size=5",
+        "--set", f"table.path={table}", "--evaluations", "12", "--runs-dir", str(tmp_path), "--run-name", "cli",
+        "--no-progress",
+    ])  # fmt: skip
+    assert code == 0
+    assert "12 children evaluated by evolution" in capsys.readouterr().out
+    assert "population_size: 5" in (tmp_path / "cli" / "config.yaml").read_text()
+
+
+def test_cli_refuses_a_strategy_that_contradicts_the_agent_preset(tmp_path, capsys):
+    code = main(["search", "--env", "digits", "--strategy", "ppo", "--agent", "evolution", "--runs-dir", str(tmp_path)])
+    assert code == 2
+    assert "--agent evolution is for strategy evolution, not ppo" in capsys.readouterr().err
+
+
+def test_cli_names_a_bad_override(tmp_path, capsys):
+    code = main(["search", "--env", "digits", "--set", "train.stepz", "--runs-dir", str(tmp_path)])
+    assert code == 2 and "expected KEY=VALUE" in capsys.readouterr().err
