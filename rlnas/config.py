@@ -152,21 +152,26 @@ class EnvPreset:
 
 @dataclass(frozen=True)
 class PPOPreset:
-    """PPO hyperparameters (stable-baselines3 names), tuned for short, expensive one-step episodes."""
+    """PPO hyperparameters (stable-baselines3 names), tuned for short, expensive one-step episodes.
+
+    ``reward_transform`` and ``repeated_children`` shape what the learner sees (:mod:`rlnas.agents.reward_shaping`).
+    """
 
     name: str
     algo: Literal["ppo"] = "ppo"
     n_steps: int = 8
     batch_size: int = 8
     n_epochs: int = 10
-    learning_rate: float = 3e-3
+    learning_rate: float = 3e-2
     gamma: float = 1.0
     gae_lambda: float = 1.0
-    clip_range: float = 0.2
-    ent_coef: float = 0.01
+    clip_range: float = 0.5
+    ent_coef: float = 0.1
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
-    net_arch: tuple[int, ...] = (64,)
+    net_arch: tuple[int, ...] = ()
+    reward_transform: Literal["rank", "none"] = "rank"
+    repeated_children: Literal["neutral", "reward"] = "neutral"
     seed: int = 0
 
 

@@ -23,6 +23,7 @@ from rlnas.agents.baselines import make_strategy, run_strategy
 from rlnas.agents.callbacks import ChildLogger, ChildLoggingCallback
 from rlnas.agents.controller import Controller
 from rlnas.agents.ppo import make_ppo
+from rlnas.agents.reward_shaping import RewardShaping
 from rlnas.config import AgentPreset, EnvPreset, PPOPreset, load_agent_preset, load_env_preset, to_dict
 from rlnas.envs.child_net import ChildNetEnv
 from rlnas.envs.evaluators import Evaluator
@@ -117,7 +118,7 @@ def run_search(
 def _search_with_ppo(
     env: ChildNetEnv, agent: PPOPreset, evaluations: int, seed: int, logger: Logger, progress_bar: bool
 ) -> PPO:
-    vec_env = DummyVecEnv([lambda: Monitor(env)])
+    vec_env = RewardShaping(DummyVecEnv([lambda: Monitor(env)]), agent.reward_transform, agent.repeated_children)
     model = make_ppo(agent, vec_env, seed)
     model.set_logger(logger)
     model.learn(total_timesteps=evaluations, callback=ChildLoggingCallback(evaluations, progress_bar))

@@ -151,3 +151,24 @@ def test_cli_refuses_a_strategy_that_contradicts_the_agent_preset(tmp_path, caps
 def test_cli_names_a_bad_override(tmp_path, capsys):
     code = main(["search", "--env", "digits", "--set", "train.stepz", "--runs-dir", str(tmp_path)])
     assert code == 2 and "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_reward_shaping_ranks_first_visits_and_neutralises_repeats(synthetic_table_preset):
+    """The learner's reward: percentile among first visits, centred; 0 for a child already seen."""
+    from gymnasium import spaces
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rlnas.agents.reward_shaping import RewardShaping
+    from rlnas.envs.child_net import ChildNetEnv
+
+    venv = DummyVecEnv([lambda: ChildNetEnv(synthetic_table_preset)])
+    assert isinstance(venv.action_space, spaces.MultiDiscrete)
+    shaping = RewardShaping(venv, "rank", "neutral")
+    a, b, c = np.array([0, 0]), np.array([1, 0]), np.array([2, 0])
+    assert shaping.shape(a, 0.5) == 0.0  # alone: the median of one
+    assert shaping.shape(b, 0.9) == pytest.approx(0.25)  # (1 lower + 0.5 equal) / 2 - 0.5
+    assert shaping.shape(a, 0.5) == 0.0  # a repeat teaches nothing and leaves the history alone
+    assert shaping.history == [0.5, 0.9]
+    assert shaping.shape(c, 0.1) == pytest.approx(0.5 / 3 - 0.5)
+    raw = RewardShaping(venv, "none", "reward")
+    assert raw.shape(a, 0.5) == raw.shape(a, 0.5) == 0.5

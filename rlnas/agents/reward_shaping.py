@@ -1,0 +1,55 @@
+"""What the PPO learner sees as reward (the environment, the store and the logs keep the raw reward).
+
+``rank``: a reward becomes its percentile among all rewards seen so far, itself included, centred on 0:
+``(#lower + 0.5 * #equal) / n - 0.5``. Accuracies of good children differ by hundredths of a percent; ranks
+turn those differences into a signal of constant scale. An affine transform (running mean/std) would not
+help: with advantage normalisation it cancels out (see BENCHMARKS.md, PPO settings).
+
+``repeated_children: neutral``: a child the search has already evaluated teaches nothing new, so the learner
+gets 0 for it and it does not enter the rank history; the policy is pushed towards children it has not seen.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+
+
+class RewardShaping(VecEnvWrapper):
+    """Rank-transform rewards and neutralise repeated children, for the learner only."""
+
+    def __init__(self, venv: VecEnv, transform: str = "rank", repeated_children: str = "neutral") -> None:
+        super().__init__(venv)
+        self.transform = transform
+        self.neutral_repeats = repeated_children == "neutral"
+        self.history: list[float] = []  # sorted raw rewards of first visits
+        self.seen: set[tuple[int, ...]] = set()
+        self._actions: np.ndarray | None = None
+
+    def reset(self) -> np.ndarray:
+        return self.venv.reset()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+        self.venv.step_async(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        shaped = [self.shape(action, float(r)) for action, r in zip(self._actions, rewards, strict=True)]
+        return obs, np.asarray(shaped, dtype=np.float32), dones, infos
+
+    def shape(self, action: np.ndarray, reward: float) -> float:
+        """The learner's reward for ``reward`` earned by ``action``."""
+        key = tuple(int(a) for a in np.ravel(action))
+        if self.neutral_repeats and key in self.seen:
+            return 0.0
+        self.seen.add(key)
+        if self.transform == "none":
+            return reward
+        bisect.insort(self.history, reward)
+        lower = bisect.bisect_left(self.history, reward)
+        equal = bisect.bisect_right(self.history, reward) - lower
+        return (lower + 0.5 * equal) / len(self.history) - 0.5
