@@ -60,6 +60,48 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latency_build(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from rlnas.config import load_env_preset
+    from rlnas.envs.evaluators import space_for
+    from rlnas.latency import torch_threads
+    from rlnas.latency.table import LatencyTable
+
+    preset = load_env_preset(args.env, args.set)
+    changes = {"device": args.device, "threads": args.threads, "batch_size": args.batch}
+    cfg = dataclasses.replace(preset.latency, **{k: v for k, v in changes.items() if v is not None})
+    out = args.out or Path("runs") / "latency" / f"{preset.name}__{cfg.device}__t{cfg.threads}__b{cfg.batch_size}.json"
+    with torch_threads(cfg.threads):
+        table = LatencyTable.build(space_for(preset), cfg, rounds=args.rounds)
+    table.save(out)
+    print(
+        f"latency table for {preset.name} ({table.device_name}, {cfg.threads} threads, batch {cfg.batch_size}): {out}"
+    )
+    print(f"Check it against measurement: rlnas latency validate --table {out} --samples 50")
+    return 0
+
+
+def _latency_validate(args: argparse.Namespace) -> int:
+    import json
+
+    from rlnas.latency import torch_threads
+    from rlnas.latency.table import LatencyTable, plot_validation, validate
+    from rlnas.space import SearchSpace
+
+    if not args.table.is_file():
+        raise FileNotFoundError(f"no latency table at {args.table}: build one with `rlnas latency build --env PRESET`")
+    space = SearchSpace.from_declaration(json.loads(args.table.read_text())["space"])
+    table = LatencyTable.load(args.table, space)
+    with torch_threads(table.threads):
+        result = validate(table, space, args.samples, args.seed)
+    for name, value in result.summary().items():
+        print(f"{name}: {value:.3f}")
+    plot = plot_validation(result, args.plot or args.table.with_suffix(".png"))
+    print(f"scatter plot: {plot}")
+    return 0
+
+
 def _presets(args: argparse.Namespace) -> int:
     from rlnas.presets import available_presets, resolve_preset
 
@@ -110,6 +152,24 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--evaluate", action="store_true", help="train and measure each proposal")
     sample.add_argument("--device", default="cpu", help="where --evaluate trains (default: %(default)s)")
     sample.set_defaults(func=_sample)
+
+    latency = sub.add_parser("latency", help="per-device latency lookup tables")
+    latency_sub = latency.add_subparsers(dest="latency_command", required=True)
+    build = latency_sub.add_parser("build", help="time every layer configuration of a space on this device")
+    build.add_argument("--env", default="fashion_mnist", help="env preset name or YAML path (default: %(default)s)")
+    build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an env preset key")
+    build.add_argument("--device", help="cpu or cuda (default: the preset's latency.device)")
+    build.add_argument("--threads", type=int, help="torch threads (default: the preset's latency.threads)")
+    build.add_argument("--batch", type=int, help="batch size (default: the preset's latency.batch_size)")
+    build.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds, min kept (default: 5)")
+    build.add_argument("--out", type=Path, help="table file (default: runs/latency/{preset}__{device}__t*__b*.json)")
+    build.set_defaults(func=_latency_build)
+    check = latency_sub.add_parser("validate", help="compare a table's predictions with end-to-end measurements")
+    check.add_argument("--table", type=Path, required=True, help="a file written by `rlnas latency build`")
+    check.add_argument("--samples", type=int, default=50, help="random children to measure (default: %(default)s)")
+    check.add_argument("--seed", type=int, default=1234, help="(default: %(default)s)")
+    check.add_argument("--plot", type=Path, help="scatter plot PNG (default: beside the table)")
+    check.set_defaults(func=_latency_validate)
 
     presets = sub.add_parser("presets", help="list the shipped env and agent presets")
     presets.set_defaults(func=_presets)

@@ -44,3 +44,24 @@ def test_cli_reports_bad_presets(tmp_path, digits_preset):
 def test_cli_lists_presets(tmp_path):
     done = rlnas("presets", cwd=tmp_path)
     assert done.returncode == 0 and "fashion_mnist" in done.stdout and "ppo" in done.stdout
+
+
+def test_cli_latency_build_then_validate(tmp_path, capsys):
+    from rlnas.cli import main
+
+    table = tmp_path / "digits.json"
+    assert main(["latency", "build", "--env", "digits", "--set", "latency.repeats=3", "--rounds", "1",
+                 "--out", str(table)]) == 0  # fmt: skip
+    assert table.is_file() and "rlnas latency validate" in capsys.readouterr().out
+    assert (
+        main(["latency", "validate", "--table", str(table), "--samples", "6", "--plot", str(tmp_path / "p.png")]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "kendall_tau:" in out and "mape_pct:" in out and (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_cli_latency_validate_names_a_missing_table(tmp_path, capsys):
+    from rlnas.cli import main
+
+    assert main(["latency", "validate", "--table", str(tmp_path / "none.json")]) == 2
+    assert "rlnas latency build" in capsys.readouterr().err

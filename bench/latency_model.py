@@ -1,0 +1,138 @@
+"""How well the per-device latency lookup table predicts measured latency, against the FLOPs proxy.
+
+On the default preset's space (CPU, 1 thread, batch 1 unless told otherwise): build the table (every pruned
+layer configuration timed in isolation, the overhead fitted on random children measured end to end), then
+measure 50 other random pruned children end to end and compare. Reports MAPE, max error and rank correlations
+(Kendall tau, Spearman rho) for the table under each overhead fit, the same rank correlations for the FLOPs
+of the pruned child, the prediction time per child, and the noise floor: the same children measured a second
+time, compared with the first measurement (no predictor can agree with a measurement better than the
+measurement agrees with itself).
+
+    python bench/latency_model.py [--env fashion_mnist] [--n 50] [--plot latency_model.png] [--no-record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+import torch
+from _record import record
+
+from rlnas.config import load_env_preset
+from rlnas.envs.evaluators import space_for
+from rlnas.latency.table import LatencyTable, kendall_tau, measure_children, plot_validation, spearman_rho, validate
+
+
+def errors(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    pct = 100.0 * np.abs(predicted - measured) / measured
+    return {
+        "mape": float(pct.mean()),
+        "max": float(pct.max()),
+        "tau": kendall_tau(predicted, measured),
+        "rho": spearman_rho(predicted, measured),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="fashion_mnist")
+    parser.add_argument("--n", type=int, default=50, help="validation children")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved measurement rounds")
+    parser.add_argument("--aggregate", choices=["min", "median"], default="min")
+    parser.add_argument("--calibration", type=int, default=16, help="children measured to fit the overhead")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table", help="also save the table to this JSON file")
+    parser.add_argument("--plot", help="write a scatter plot PNG here")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to BENCHMARKS.md")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    preset = load_env_preset(args.env)
+    space = space_for(preset)
+    cfg = dataclasses.replace(preset.latency, device="cpu", threads=args.threads, batch_size=args.batch_size)
+
+    table = LatencyTable.build(
+        space, cfg, rounds=args.rounds, aggregate=args.aggregate, calibration=args.calibration, seed=args.seed
+    )
+    if args.table:
+        table.save(args.table)
+    result = validate(table, space, n=args.n, seed=args.seed + 1000, rounds=args.rounds, aggregate=args.aggregate)
+    archs = [space.parse(a) for a in result.archs]
+    retest = measure_children(space, archs, cfg, args.rounds, args.aggregate, seed=args.seed + 2000, progress=True)
+
+    n_pred = 20_000
+    rng = np.random.default_rng(args.seed)
+    pool = [space.sample(rng) for _ in range(1000)]
+    start = time.perf_counter()
+    for i in range(n_pred):
+        table.predict(pool[i % len(pool)])
+    predict_us = (time.perf_counter() - start) / n_pred * 1e6
+
+    rows, by_fit = [], {}
+    for fit in ("intercept", "affine", "none"):
+        table.use_fit(fit)
+        predicted = table.predict_many(archs)
+        by_fit[fit] = e = errors(predicted, result.measured)
+        rows.append(
+            f"| table, overhead fit `{fit}` (intercept {table.intercept_ms:.3f} ms, scale {table.scale:.3f}) | "
+            f"{e['mape']:.1f} | {e['max']:.1f} | {e['tau']:.3f} | {e['rho']:.3f} |"
+        )
+    table.use_fit("intercept")
+    flops = {"tau": result.flops_kendall_tau, "rho": result.flops_spearman_rho}
+    rows.append(f"| FLOPs of the pruned child (ranks only) | - | - | {flops['tau']:.3f} | {flops['rho']:.3f} |")
+    floor = errors(retest, result.measured)
+    rows.append(
+        f"| noise floor: a second measurement of the same children | {floor['mape']:.1f} | {floor['max']:.1f} | "
+        f"{floor['tau']:.3f} | {floor['rho']:.3f} |"
+    )
+    if args.plot:
+        table.use_fit("intercept")
+        result.predicted = table.predict_many(archs)
+        plot_validation(result, args.plot, title=f"{preset.name}: {args.n} random pruned children, CPU batch 1")
+
+    meas = table.measurement
+    text = "\n".join(
+        [
+            f"Preset `{preset.name}` (space {space.fingerprint}): {len(table.entries)} table entries; latency on cpu, "
+            f"{cfg.threads} thread, batch {cfg.batch_size}; every entry and every end-to-end figure is the "
+            f"{meas['aggregate']} over {meas['rounds']} interleaved rounds of a median of {cfg.repeats} calls "
+            f"(warm-up {cfg.warmup}). Overhead fitted on {args.calibration} random children; validated on "
+            f"{args.n} others (measured {result.measured.min():.2f}-{result.measured.max():.2f} ms).",
+            "",
+            "| predictor | MAPE (%) | max abs error (%) | Kendall tau | Spearman rho |",
+            "|---|---:|---:|---:|---:|",
+            *rows,
+            "",
+            f"Table build {table.build_s:.1f} s; validation {result.seconds:.1f} s; prediction {predict_us:.1f} us "
+            "per child.",
+        ]
+    )
+    best = by_fit["intercept"]
+    headlines = {
+        "table_build_s": round(table.build_s, 1),
+        "table_entries": len(table.entries),
+        "mape_pct": round(best["mape"], 2),
+        "max_abs_error_pct": round(best["max"], 1),
+        "kendall_tau": round(best["tau"], 3),
+        "spearman_rho": round(best["rho"], 3),
+        "flops_kendall_tau": round(flops["tau"], 3),
+        "flops_spearman_rho": round(flops["rho"], 3),
+        "retest_mape_pct": round(floor["mape"], 2),
+        "retest_kendall_tau": round(floor["tau"], 3),
+        "predict_us_per_child": round(predict_us, 2),
+    }
+    if args.no_record:
+        print(text)
+        for name, value in headlines.items():
+            print(f"{name}: {value}")
+    else:
+        record("Latency lookup table vs measured latency (bench/latency_model.py)", text, headlines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Latency lookup table: configurations cover every pruned child, prediction sums entries, files are checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rlnas.config import ConfigError, LatencyConfig, StageConfig
+from rlnas.envs.evaluators import space_for
+from rlnas.latency.table import (
+    HEAD,
+    STEM,
+    LatencyTable,
+    child_layer_configs,
+    enumerate_layers,
+    kendall_tau,
+    list_layer_configs,
+    spearman_rho,
+    validate,
+)
+from rlnas.pruning import prune_child
+from rlnas.space import SearchSpace, build_model
+
+FAST = LatencyConfig(device="cpu", threads=1, batch_size=1, warmup=1, repeats=2)
+
+
+@pytest.fixture(scope="module")
+def digits_table(tmp_path_factory) -> tuple[LatencyTable, SearchSpace]:
+    from rlnas.config import load_env_preset
+
+    space = space_for(load_env_preset("digits"))
+    torch.set_num_threads(1)
+    table = LatencyTable.build(space, FAST, rounds=2, calibration=4, progress=False)
+    return table, space
+
+
+def test_configurations_cover_every_pruned_child(tiny_space):
+    """For random children of a space over every operator, the real pruned child runs exactly the listed configs."""
+    enum = enumerate_layers(tiny_space)
+    listed = set(enum.configs)
+    assert len(listed) == len(enum.configs)  # distinct
+    rng = np.random.default_rng(0)
+    archs = [tiny_space.sample(rng) for _ in range(40)]
+    archs += [tiny_space.uniform(op, k) for op in tiny_space.operators for k in tiny_space.keep_ratios]
+    for arch in archs:
+        torch.manual_seed(1)
+        model = prune_child(build_model(tiny_space, arch))
+        real = child_layer_configs(model, tiny_space)
+        assert real == enum.arch_configs(arch), str(arch)
+        assert set(real) <= listed
+
+
+def test_configurations_follow_the_pruning_rules(tiny_space):
+    configs = list_layer_configs(tiny_space)
+    assert configs[0].op == STEM and configs[-1].op == HEAD
+    by = {(c.position, c.op, c.variant) for c in configs}
+    # slot 0 widens 4 -> 6: skip and pooling need a projection, mbconv has no residual
+    assert (0, "skip", "projection") in by and (0, "skip", "identity") not in by
+    assert (0, "mbconv3_k3", "") in by
+    # slot 1 keeps the shape: identity skip, residual mbconv, plain pooling
+    assert (1, "skip", "identity") in by and (1, "mbconv3_k3", "residual") in by and (1, "maxpool3x3", "") in by
+    for c in configs:
+        if c.variant == "residual":
+            assert c.c_in == c.c_out
+        if c.op.startswith("conv") and c.position == 1:
+            assert c.c_out in {2, 3, 6}  # kept_channels(6, keep) for keeps 0.25, 0.5, 1.0
+    heads = {c.c_in for c in configs if c.op == HEAD}
+    assert heads == {c.c_out for c in configs if c.position == tiny_space.num_layers - 1}
+
+
+def test_table_round_trips_through_its_file(digits_table, tmp_path):
+    table, space = digits_table
+    path = table.save(tmp_path / "t.json")
+    data = json.loads(path.read_text())
+    assert data["space_fingerprint"] == space.fingerprint
+    assert data["threads"] == 1 and data["batch_size"] == 1 and data["device"] == "cpu"
+    assert data["device_name"] and data["torch_version"] == torch.__version__ and data["format_version"] == 1
+    loaded = LatencyTable.load(path, space, FAST)
+    assert loaded.entries == table.entries
+    assert (loaded.intercept_ms, loaded.scale, loaded.overhead) == (table.intercept_ms, table.scale, table.overhead)
+    rng = np.random.default_rng(3)
+    for arch in (space.sample(rng) for _ in range(20)):
+        assert loaded.predict(arch) == pytest.approx(table.predict(arch))
+
+
+def test_prediction_sums_exactly_the_childs_entries(digits_table):
+    table, space = digits_table
+    table = dataclasses.replace(table, _fast=None)
+    # distinct powers of two per entry: the sum identifies which entries were used, and how often
+    table.entries = {c: 2.0**i for i, c in enumerate(table.entries)}
+    table.intercept_ms, table.scale = 0.25, 1.5
+    rng = np.random.default_rng(4)
+    for arch in [space.sample(rng) for _ in range(20)]:
+        configs = table.layer_configs(arch)
+        assert len(configs) == space.num_layers + 2
+        expected = sum(table.entries[c] for c in configs)
+        assert table.summed(arch) == expected
+        assert table.predict(arch) == pytest.approx(0.25 + 1.5 * expected)
+        assert table.predict(str(arch)) == table.predict(arch)
+
+
+def test_table_for_another_space_is_refused(digits_table, tmp_path):
+    table, space = digits_table
+    path = table.save(tmp_path / "t.json")
+    other_config = dataclasses.replace(space.config, stages=(StageConfig(2, 16, 1), StageConfig(2, 32, 2)))
+    other = SearchSpace(other_config, space.input_shape, space.num_classes)
+    with pytest.raises(ConfigError) as err:
+        LatencyTable.load(path, other, FAST)
+    message = str(err.value)
+    assert space.fingerprint in message and other.fingerprint in message and "rlnas latency build" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [({"threads": 2}, "threads"), ({"batch_size": 8}, "batch size")],
+)
+def test_table_for_other_threads_or_batch_is_refused(digits_table, tmp_path, change, expected):
+    table, space = digits_table
+    path = table.save(tmp_path / "t.json")
+    with pytest.raises(ConfigError, match=expected) as err:
+        LatencyTable.load(path, space, dataclasses.replace(FAST, **change))
+    assert "rlnas latency build" in str(err.value)
+
+
+def test_table_for_another_device_is_refused(digits_table, tmp_path):
+    table, space = digits_table
+    path = table.save(tmp_path / "t.json")
+    data = json.loads(path.read_text())
+    data["device_name"] = "Some Other CPU 9000"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="Some Other CPU 9000"):
+        LatencyTable.load(path, space, FAST)
+    data["device"] = "cuda"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="cuda"):
+        LatencyTable.load(path, space, FAST)
+    assert LatencyTable.load(path, space).device == "cuda"  # without a LatencyConfig only the space is checked
+
+
+def test_prediction_is_fast(digits_table):
+    import time
+
+    table, space = digits_table
+    rng = np.random.default_rng(5)
+    archs = [space.sample(rng) for _ in range(500)]
+    table.predict(archs[0])
+    start = time.perf_counter()
+    for arch in archs:
+        table.predict(arch)
+    assert (time.perf_counter() - start) / len(archs) < 1e-3
+
+
+def test_validate_reports_errors_and_rank_correlations(digits_table):
+    table, space = digits_table
+    result = validate(table, space, n=6, seed=0, rounds=1, progress=False)
+    assert result.predicted.shape == result.measured.shape == result.flops.shape == (6,)
+    assert np.all(result.measured > 0) and np.all(result.flops > 0)
+    summary = result.summary()
+    assert set(summary) >= {"mape_pct", "max_abs_pct", "kendall_tau", "spearman_rho", "flops_kendall_tau"}
+    assert summary["max_abs_pct"] >= summary["mape_pct"] >= 0
+
+
+def test_rank_correlations_match_known_values():
+    x = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert kendall_tau(x, x) == pytest.approx(1.0)
+    assert kendall_tau(x, x[::-1]) == pytest.approx(-1.0)
+    assert spearman_rho(x, [2.0, 1.0, 4.0, 3.0, 5.0]) == pytest.approx(0.8)
+    # scipy's tau-b with ties: kendalltau([1, 2, 2, 3], [1, 3, 2, 4]) = 0.9128709...
+    assert kendall_tau([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(0.912870929, abs=1e-6)
+    assert spearman_rho([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(0.948683298, abs=1e-6)
