@@ -91,22 +91,26 @@ class LatencyConfig:
 class RewardConfig:
     """How accuracy is traded against cost (see :mod:`rlnas.envs.reward` for the formulas).
 
-    ``kind``: ``mnasnet`` (soft, ``acc * (cost / target) ** w``), ``hard`` (alpha=0, beta=-1) or ``accuracy``.
+    ``kind``: ``mnasnet`` (soft, ``acc * (cost / target) ** w``), ``hard`` (alpha=0, beta=-1), ``linear``
+    (``acc - linear_lambda * cost / target``), ``amc`` (``-(1 - acc) * ln(FLOPs)``), ``accuracy``, or ``custom``
+    (``function: "module:name"`` called with accuracy, latency_ms, flops, cost, target; returns the reward).
     ``cost``: ``latency`` (target ``target_ms``) or ``flops`` (target ``target_mflops``).
     """
 
     target_ms: float | None = None
-    kind: Literal["mnasnet", "hard", "accuracy"] = "mnasnet"
+    kind: Literal["mnasnet", "hard", "linear", "amc", "accuracy", "custom"] = "mnasnet"
     cost: Literal["latency", "flops"] = "latency"
     target_mflops: float | None = None
     alpha: float = -0.07
     beta: float = -0.07
+    linear_lambda: float = 0.1
+    function: str | None = None
     failure_reward: float = 0.0
 
     @property
     def latency_target(self) -> float | None:
         """The latency target in ms when the reward uses one (it is then part of the observation)."""
-        return self.target_ms if self.kind != "accuracy" and self.cost == "latency" else None
+        return self.target_ms if self.kind not in ("accuracy", "amc") and self.cost == "latency" else None
 
 
 @dataclass(frozen=True)
@@ -386,7 +390,7 @@ def _validate_env(p: EnvPreset) -> None:
 
 
 def _validate_reward(r: RewardConfig) -> None:
-    needed = r.kind != "accuracy"
+    needed = r.kind not in ("accuracy", "amc")
     for key, value, cost, unit in (
         ("target_ms", r.target_ms, "latency", "ms"),
         ("target_mflops", r.target_mflops, "flops", "MFLOPs"),
@@ -397,6 +401,14 @@ def _validate_reward(r: RewardConfig) -> None:
                 f"in {unit} (or use reward.kind: accuracy)"
             )
         _check(value is None or value > 0, f"reward.{key}", value, f"a positive target in {unit}")
+    _check(r.kind != "custom" or bool(r.function), "reward.function", r.function, "'module:function' for kind custom")
+    if r.function:
+        from rlnas.envs.reward import import_reward_function
+
+        try:
+            import_reward_function(r.function)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise ConfigError(f"reward.function: {r.function!r} cannot be imported ({err})") from None
 
 
 def _validate_table(p: EnvPreset) -> None:

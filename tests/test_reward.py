@@ -88,3 +88,46 @@ def test_accuracy_kind_is_the_accuracy_alone():
     terms = compute_reward(cfg, 0.93, latency_ms=0.0, flops=85_000_000)
     assert terms.reward == 0.93 and terms.exponent == 0.0 and terms.cost == 85.0
     assert exponents(cfg) == (0.0, 0.0)
+
+
+def test_linear_reward_subtracts_the_scaled_cost():
+    cfg = RewardConfig(kind="linear", target_ms=2.0, linear_lambda=0.2)
+    terms = compute_reward(cfg, 0.9, latency_ms=3.0, flops=0)
+    assert terms.reward == pytest.approx(0.9 - 0.2 * 3.0 / 2.0)  # 0.6
+    assert terms.reward == pytest.approx(0.6)
+
+
+def test_amc_reward_is_error_times_log_flops():
+    cfg = RewardConfig(kind="amc")  # needs no target
+    terms = compute_reward(cfg, 0.75, latency_ms=1.0, flops=1_000_000)
+    assert terms.reward == pytest.approx(-(1 - 0.75) * math.log(1e6))  # -3.4539
+    assert terms.reward == pytest.approx(-3.4539, abs=1e-4)
+    better = compute_reward(cfg, 0.80, latency_ms=1.0, flops=1_000_000).reward
+    cheaper = compute_reward(cfg, 0.75, latency_ms=1.0, flops=10_000).reward
+    assert better > terms.reward and cheaper > terms.reward
+
+
+def accuracy_minus_cost(accuracy, latency_ms, flops, cost, target):
+    """A user-supplied reward, imported by path in the test below."""
+    return accuracy - 0.01 * cost - 1e-9 * flops + 0 * latency_ms + 0 * target
+
+
+def test_custom_reward_is_called_with_the_terms():
+    cfg = RewardConfig(kind="custom", target_ms=1.0, function="test_reward:accuracy_minus_cost")
+    terms = compute_reward(cfg, 0.9, latency_ms=5.0, flops=10_000_000)
+    assert terms.reward == pytest.approx(0.9 - 0.05 - 0.01)
+
+
+@pytest.mark.parametrize(
+    ("reward", "message"),
+    [({"kind": "custom", "target_ms": 1.0}, "reward.function"),
+     ({"kind": "custom", "target_ms": 1.0, "function": "no_such_module:f"}, "cannot be imported"),
+     ({"kind": "linear"}, "missing required key reward.target_ms")],
+)  # fmt: skip
+def test_bad_reward_settings_are_named(reward, message):
+    from rlnas.config import ConfigError, load_env_preset, to_dict
+
+    data = to_dict(load_env_preset("digits"))
+    data["reward"] = reward
+    with pytest.raises(ConfigError, match=message):
+        load_env_preset(data)

@@ -13,6 +13,9 @@ CHILD_SCALARS = {
     "child/params": "params",
     "child/reward": "reward",
     "child/train_seconds": "train_s",
+    "reward/cost": "cost",
+    "reward/target": "target",
+    "reward/exponent": "exponent",
 }
 
 

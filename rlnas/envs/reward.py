@@ -3,14 +3,21 @@
 ``mnasnet`` (Tan et al., 2019): ``acc * (cost / T) ** w`` with ``w = alpha`` when ``cost <= T`` and
 ``w = beta`` otherwise; the soft default is alpha = beta = -0.07. ``hard`` is the paper's hard-constraint
 setting alpha = 0, beta = -1: no bonus for being cheaper than T, a steep penalty for being costlier
-(``alpha``/``beta`` in the preset are ignored). ``accuracy`` is the accuracy alone (the unconstrained
-setting of tabular benchmarks). ``reward.cost`` picks the cost: ``latency`` (target ``reward.target_ms``,
-which ``reset(options=...)`` can change) or ``flops`` (target ``reward.target_mflops``).
+(``alpha``/``beta`` in the preset are ignored). ``linear``: ``acc - linear_lambda * cost / T``.
+``amc`` (He et al., 2018, AMC's resource-constrained reward): ``-(1 - acc) * ln(FLOPs)``, whatever the cost
+setting. ``accuracy`` is the accuracy alone (the unconstrained setting of tabular benchmarks). ``custom``:
+the function at ``reward.function`` (``"package.module:name"``), called with keyword arguments
+``accuracy, latency_ms, flops, cost, target`` and returning the reward.
+``reward.cost`` picks the cost: ``latency`` (target ``reward.target_ms``, which ``reset(options=...)`` can
+change) or ``flops`` (target ``reward.target_mflops``).
 A child whose training diverged gets ``failure_reward``.
 """
 
 from __future__ import annotations
 
+import importlib
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from rlnas.config import RewardConfig
@@ -50,6 +57,17 @@ def child_cost(cfg: RewardConfig, latency_ms: float, flops: int) -> float:
     return flops / 1e6 if cfg.cost == "flops" else latency_ms
 
 
+def import_reward_function(path: str) -> Callable[..., float]:
+    """The function named by ``"package.module:name"``."""
+    module, sep, name = path.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"{path!r} is not of the form 'package.module:function'")
+    function = getattr(importlib.import_module(module), name)
+    if not callable(function):
+        raise ValueError(f"{path!r} is not callable")
+    return function
+
+
 def compute_reward(
     cfg: RewardConfig, accuracy: float, latency_ms: float, flops: int, target_ms: float | None = None
 ) -> RewardTerms:
@@ -57,7 +75,15 @@ def compute_reward(
     cost = child_cost(cfg, latency_ms, flops)
     if cfg.kind == "accuracy":
         return RewardTerms(accuracy, accuracy, cost, 0.0, 0.0)
+    if cfg.kind == "amc":
+        return RewardTerms(-(1.0 - accuracy) * math.log(max(flops, 1)), accuracy, cost, 0.0, 0.0)
     target = cfg.target_mflops if cfg.cost == "flops" else (target_ms or cfg.target_ms)
+    if cfg.kind == "linear":
+        return RewardTerms(accuracy - cfg.linear_lambda * cost / target, accuracy, cost, target, 0.0)
+    if cfg.kind == "custom":
+        function = import_reward_function(cfg.function)
+        value = function(accuracy=accuracy, latency_ms=latency_ms, flops=flops, cost=cost, target=target)
+        return RewardTerms(float(value), accuracy, cost, target, 0.0)
     return mnasnet_reward(accuracy, cost, target, *exponents(cfg))
 
 
