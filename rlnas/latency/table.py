@@ -3,7 +3,7 @@
 **What is listed.** :func:`enumerate_layers` walks the space slot by slot. For every searchable position,
 operator, keep-ratio and every input width the previous (pruned) layers can produce, it builds that single
 operator at full width (:data:`rlnas.space.ops.OPERATORS`) and prunes it with the very rule
-:func:`rlnas.pruning.prune_child` applies to that layer (``rlnas.pruning.prune._prune_layer``), reading the
+:func:`rlnas.pruning.prune_child` applies to that layer (``rlnas.pruning.prune.prune_layer``), reading the
 surviving input channels. The pruned module's widths (and, from a dummy forward pass, its output resolution)
 give the :class:`LayerConfig` and the width the next layer sees; nothing about the pruning rules is restated
 here. The fixed parts are entries too: the stem (never pruned) and the head (global pooling + classifier)
@@ -66,7 +66,7 @@ from torch import nn
 from rlnas.config import ConfigError, LatencyConfig
 from rlnas.latency.flops import count_flops
 from rlnas.latency.measure import measure_latency, torch_threads
-from rlnas.pruning.prune import _prune_layer, prune_child
+from rlnas.pruning.prune import prune_child, prune_layer
 from rlnas.space.model import ChildNet, build_model
 from rlnas.space.ops import OPERATORS, ConvBN, MBConv, Pool, SepConv
 from rlnas.space.space import Arch, SearchSpace
@@ -211,7 +211,7 @@ def _pruned_operator(space: SearchSpace, position: int, op: str, keep: float, c_
     """Slot ``position``'s operator built at full width, pruned by prune.py's own rule to read ``c_in`` inputs."""
     slot = space.slots[position]
     layer = OPERATORS[op](slot.c_in, slot.c_out, slot.stride)
-    _prune_layer(position, layer, torch.arange(c_in), keep)
+    prune_layer(position, layer, torch.arange(c_in), keep)
     return layer.eval()
 
 

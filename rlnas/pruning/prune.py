@@ -40,13 +40,13 @@ def prune_child(model: ChildNet, keeps: Arch | tuple[float, ...] | None = None) 
         raise ValueError(f"{len(keeps)} keep-ratios given for {len(model.layers)} layers")
     idx = torch.arange(model.stem.conv.out_channels, device=model.stem.conv.weight.device)
     for i, (layer, keep) in enumerate(zip(model.layers, keeps, strict=True)):
-        idx = _prune_layer(i, layer, idx, keep)
+        idx = prune_layer(i, layer, idx, keep)
     model.classifier = slice_linear_inputs(model.classifier, idx)
     return model
 
 
-def _prune_layer(i: int, layer: nn.Module, in_idx: Tensor, keep: float) -> Tensor:
-    """Prune one layer reading input channels ``in_idx``; return the indices of its surviving outputs."""
+def prune_layer(i: int, layer: nn.Module, in_idx: Tensor, keep: float) -> Tensor:
+    """Prune layer ``i`` (in place) reading input channels ``in_idx``; return the indices of its surviving outputs."""
     if isinstance(layer, ConvBN):
         return _prune_convbn(layer, in_idx, keep)
     if isinstance(layer, SepConv):
