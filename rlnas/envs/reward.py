@@ -15,6 +15,7 @@ A child whose training diverged gets ``failure_reward``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Callable
@@ -57,6 +58,7 @@ def child_cost(cfg: RewardConfig, latency_ms: float, flops: int) -> float:
     return flops / 1e6 if cfg.cost == "flops" else latency_ms
 
 
+@functools.cache
 def import_reward_function(path: str) -> Callable[..., float]:
     """The function named by ``"package.module:name"``."""
     module, sep, name = path.partition(":")
@@ -77,7 +79,7 @@ def compute_reward(
         return RewardTerms(accuracy, accuracy, cost, 0.0, 0.0)
     if cfg.kind == "amc":
         return RewardTerms(-(1.0 - accuracy) * math.log(max(flops, 1)), accuracy, cost, 0.0, 0.0)
-    target = cfg.target_mflops if cfg.cost == "flops" else (target_ms or cfg.target_ms)
+    target = _target(cfg, target_ms)
     if cfg.kind == "linear":
         return RewardTerms(accuracy - cfg.linear_lambda * cost / target, accuracy, cost, target, 0.0)
     if cfg.kind == "custom":
@@ -89,5 +91,9 @@ def compute_reward(
 
 def failure_terms(cfg: RewardConfig, target_ms: float | None = None) -> RewardTerms:
     """The documented penalty for a child that could not be trained."""
-    target = cfg.target_mflops if cfg.cost == "flops" else (target_ms or cfg.target_ms)
-    return RewardTerms(cfg.failure_reward, 0.0, 0.0, target or 0.0, 0.0)
+    return RewardTerms(cfg.failure_reward, 0.0, 0.0, _target(cfg, target_ms) or 0.0, 0.0)
+
+
+def _target(cfg: RewardConfig, target_ms: float | None) -> float | None:
+    """The target in the cost's unit; ``target_ms`` (from the environment) overrides the preset's latency target."""
+    return cfg.target_mflops if cfg.cost == "flops" else (target_ms or cfg.target_ms)
