@@ -26,17 +26,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from rlnas.config import load_agent_preset, load_env_preset
-    from rlnas.search import run_search
+    from rlnas.search import resume_search, run_search
 
-    agent = load_agent_preset(args.agent or args.strategy or "ppo", args.agent_set)
-    if args.strategy and agent.algo != args.strategy:
-        raise ValueError(f"--agent {args.agent} is for strategy {agent.algo}, not {args.strategy}: drop one of the two")
-    env = load_env_preset(args.env, args.set)
-    result = run_search(
-        env, agent, evaluations=args.evaluations, run_name=args.run_name, runs_dir=args.runs_dir,
-        device=args.device, seed=args.seed, target_latency_ms=args.target_latency,
-        progress_bar=not args.no_progress, command=shlex.join(["rlnas", *sys.argv[1:]]),
-    )  # fmt: skip
+    if args.resume:
+        result = resume_search(args.resume, progress_bar=not args.no_progress)
+    else:
+        agent = load_agent_preset(args.agent or args.strategy or "ppo", args.agent_set)
+        if args.strategy and agent.algo != args.strategy:
+            raise ValueError(
+                f"--agent {args.agent} is for strategy {agent.algo}, not {args.strategy}: drop one of the two"
+            )
+        env = load_env_preset(args.env, args.set)
+        result = run_search(
+            env, agent, evaluations=args.evaluations, max_steps=args.max_steps, n_envs=args.n_envs,
+            run_name=args.run_name, runs_dir=args.runs_dir, device=args.device, seed=args.seed,
+            target_latency_ms=args.target_latency, init_policy=args.init_policy,
+            progress_bar=not args.no_progress, command=shlex.join(["rlnas", *sys.argv[1:]]),
+        )  # fmt: skip
     print(f"\n{result.evaluations} children evaluated; run folder: {result.run_dir}")
     print((result.run_dir / "summary.md").read_text())
     print(f"TensorBoard: tensorboard --logdir {result.run_dir}")
@@ -132,7 +138,17 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--agent-set", action="append", default=[], metavar="KEY=VALUE", help="override a strategy preset key"
     )
-    search.add_argument("--evaluations", type=int, default=16, help="children to evaluate (default: %(default)s)")
+    search.add_argument(
+        "--evaluations", type=int, default=16, help="distinct children to evaluate (default: %(default)s)"
+    )
+    search.add_argument(
+        "--max-steps", type=int, help="most steps, children answered from the store included (default: 10x)"
+    )
+    search.add_argument("--n-envs", type=int, default=1, help="PPO: children evaluated at once (default: 1)")
+    search.add_argument("--init-policy", type=Path, help="PPO: start from a trained controller (run or policy folder)")
+    search.add_argument(
+        "--resume", type=Path, metavar="RUN", help="continue a stopped search from its run folder (its own settings)"
+    )
     search.add_argument("--run-name", help="folder name under --runs-dir (default: {preset}__ppo__{seed}__{time})")
     search.add_argument("--runs-dir", type=Path, default=Path("runs"), help="(default: %(default)s)")
     search.add_argument("--device", default="cpu", help="where children train: cpu or cuda (default: %(default)s)")

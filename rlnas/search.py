@@ -1,35 +1,56 @@
 """Run a search: environment + strategy (PPO or a baseline) + logging, everything under ``runs/NAME/``.
 
 ``runs/NAME/`` holds ``config.yaml`` (resolved presets and settings), ``command.txt``, TensorBoard events and
-``progress.csv`` (SB3's logger), ``evaluations.sqlite`` (every child, committed before its reward is used),
-``policy/`` (the reusable controller, PPO only) and ``summary.json`` / ``summary.md`` (the best children).
+``progress.csv`` (SB3's logger), ``evaluations.sqlite`` (every child, committed before its reward is used; also
+the run's evaluation cache), ``checkpoints/`` (PPO, for ``--resume``), ``policy/`` (the reusable controller, PPO
+only) and ``summary.json`` / ``summary.md`` (the best children).
+
+The budget is ``evaluations`` distinct children: a child the store already holds is answered from it at no cost
+(a cache hit) and does not count. ``max_steps`` (default ten times the budget) bounds the steps, hits included,
+for a policy that keeps proposing children it has seen.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from stable_baselines3 import PPO
-from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import rlnas
 from rlnas.agents.baselines import make_strategy, run_strategy
 from rlnas.agents.callbacks import ChildLogger, ChildLoggingCallback
-from rlnas.agents.controller import Controller
+from rlnas.agents.checkpoints import CheckpointCallback, checkpoints, load_checkpoint
+from rlnas.agents.controller import Controller, load_controller
 from rlnas.agents.ppo import make_ppo
 from rlnas.agents.reward_shaping import RewardShaping
-from rlnas.config import AgentPreset, EnvPreset, PPOPreset, load_agent_preset, load_env_preset, to_dict
-from rlnas.envs.child_net import ChildNetEnv
-from rlnas.envs.evaluators import Evaluator
+from rlnas.config import (
+    AgentPreset,
+    ConfigError,
+    EnvPreset,
+    PPOPreset,
+    load_agent_preset,
+    load_env_preset,
+    to_dict,
+)
+from rlnas.envs.child_net import ChildNetEnv, checked_target
+from rlnas.envs.evaluators import Evaluator, space_for
+from rlnas.space import SearchSpace
 from rlnas.store import EvaluationStore
 
 STORE_FILE = "evaluations.sqlite"
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+DEFAULT_STEPS_PER_EVALUATION = 10
 
 
 @dataclass(frozen=True)
@@ -52,84 +73,264 @@ def run_search(
     agent: AgentPreset | str | Path = "ppo",
     *,
     evaluations: int = 16,
+    max_steps: int | None = None,
+    n_envs: int = 1,
     run_name: str | None = None,
     runs_dir: str | Path = "runs",
     device: str = "cpu",
     seed: int | None = None,
     target_latency_ms: float | None = None,
+    init_policy: str | Path | None = None,
     progress_bar: bool = True,
     evaluator: Evaluator | None = None,
     command: str | None = None,
 ) -> SearchResult:
-    """Search ``evaluations`` children with the agent preset's strategy (PPO, evolution, random or uniform).
+    """Search until ``evaluations`` distinct children are evaluated, with the agent preset's strategy.
 
-    Writes the run folder and returns its best children; a PPO search also saves its reusable controller.
+    ``n_envs`` > 1 evaluates that many children at once in subprocesses (PPO only). ``init_policy``: a trained
+    controller (run folder or policy folder) to start PPO from. Writes the run folder and returns its best
+    children; a PPO search also saves its reusable controller.
     """
     env_preset = env if isinstance(env, EnvPreset) else load_env_preset(env)
     agent_preset = agent if isinstance(agent, AgentPreset) else load_agent_preset(agent)
     if evaluations < 1:
         raise ValueError(f"evaluations must be at least 1, got {evaluations}")
+    max_steps = DEFAULT_STEPS_PER_EVALUATION * evaluations if max_steps is None else max_steps
+    if max_steps < evaluations:
+        raise ValueError(f"max_steps ({max_steps}) must be at least the number of evaluations ({evaluations})")
+    _check_parallel(n_envs, agent_preset, evaluator)
+    if n_envs > 1 and env_preset.train.threads is None:  # share the cores instead of oversubscribing them
+        threads = max(1, (os.cpu_count() or 1) // n_envs)
+        env_preset = dataclasses.replace(env_preset, train=dataclasses.replace(env_preset.train, threads=threads))
     seed = agent_preset.seed if seed is None else seed
+    space = evaluator.space if evaluator is not None else space_for(env_preset)
+    if target_latency_ms is not None:
+        checked_target(env_preset, target_latency_ms)
     run_dir = Path(runs_dir) / (run_name or default_run_name(env_preset, agent_preset, seed))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} already exists and is not empty: choose another --run-name or remove it")
     run_dir.mkdir(parents=True, exist_ok=True)
-
-    child_env = ChildNetEnv(
-        env_preset, device=device, store_path=run_dir / STORE_FILE,
-        target_latency_ms=target_latency_ms, evaluator=evaluator,
-    )  # fmt: skip
     settings = {
-        "strategy": agent_preset.algo, "evaluations": evaluations, "seed": seed, "device": device,
-        "rlnas_version": rlnas.__version__, "target_latency_ms": child_env.target_ms,
-        "space_fingerprint": child_env.space.fingerprint,
+        "strategy": agent_preset.algo, "evaluations": evaluations, "max_steps": max_steps, "n_envs": n_envs,
+        "seed": seed, "device": device, "rlnas_version": rlnas.__version__,
+        "target_latency_ms": target_latency_ms or env_preset.reward.latency_target,
+        "space_fingerprint": space.fingerprint, "init_policy": str(init_policy) if init_policy else None,
     }  # fmt: skip
     resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
     if command:
         (run_dir / "command.txt").write_text(command + "\n")
-    logger = configure(str(run_dir), ["tensorboard", "csv"])
+    return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=False)
 
+
+def resume_search(
+    run_dir: str | Path, *, progress_bar: bool = True, evaluator: Evaluator | None = None
+) -> SearchResult:
+    """Continue a search that stopped (killed, crashed or interrupted) from its run folder.
+
+    PPO restarts from the last checkpoint; the steps after it are proposed again and answered from the store,
+    so no child is evaluated twice and the run ends with the planned number of evaluations.
+    """
+    run_dir = Path(run_dir)
+    config_file = run_dir / CONFIG_FILE
+    if not config_file.is_file():
+        raise FileNotFoundError(f"no {CONFIG_FILE} in {run_dir}: --resume takes a run folder written by `rlnas search`")
+    resolved = yaml.safe_load(config_file.read_text())
+    settings = resolved.get("search", {}) if isinstance(resolved, dict) else {}
+    if settings.get("rlnas_version") != rlnas.__version__:
+        raise ConfigError(
+            f"{run_dir} was written by rlnas {settings.get('rlnas_version')!r}, this is {rlnas.__version__}: "
+            "resume it with that version, or start a new search"
+        )
+    env_preset, agent_preset = load_env_preset(resolved["env"]), load_agent_preset(resolved["agent"])
+    space = evaluator.space if evaluator is not None else space_for(env_preset)
+    if space.fingerprint != settings["space_fingerprint"]:
+        raise ConfigError(
+            f"{run_dir} searched space {settings['space_fingerprint']}, but its preset now makes space "
+            f"{space.fingerprint} (the search space code changed?): start a new search"
+        )
+    if _finished(run_dir, settings):
+        return _result(run_dir, agent_preset)
+    return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=True)
+
+
+def _finished(run_dir: Path, settings: dict) -> bool:
+    store = EvaluationStore(run_dir / STORE_FILE)
+    try:
+        done = len(store) >= settings["evaluations"] or store.step_count() >= settings["max_steps"]
+    finally:
+        store.close()
+    return done and (run_dir / "summary.json").is_file()
+
+
+def _result(run_dir: Path, agent: AgentPreset) -> SearchResult:
+    """The result of a finished run, from its folder."""
+    store = EvaluationStore(run_dir / STORE_FILE)
+    try:
+        count, best = len(store), store.best(5)
+    finally:
+        store.close()
+    return SearchResult(run_dir, count, best, load_controller(run_dir) if isinstance(agent, PPOPreset) else None)
+
+
+def _run(
+    run_dir: Path,
+    env_preset: EnvPreset,
+    agent_preset: AgentPreset,
+    settings: dict,
+    space: SearchSpace,
+    evaluator: Evaluator | None,
+    progress_bar: bool,
+    resume: bool,
+) -> SearchResult:
+    store = EvaluationStore(run_dir / STORE_FILE)
+    store.release_claims()  # no environment of this run is evaluating anything now
+    if store.get_meta("space_fingerprint") not in (None, space.fingerprint):
+        raise ConfigError(f"{run_dir / STORE_FILE} holds children of another search space: start a new search")
+    store.set_meta("space_fingerprint", space.fingerprint)
+    logger = _logger(run_dir, resume)
+    make_env = functools.partial(
+        _make_env, env_preset, device=settings["device"], store_path=run_dir / STORE_FILE,
+        target_latency_ms=settings["target_latency_ms"], evaluator=evaluator, max_evaluations=settings["evaluations"],
+    )  # fmt: skip
     started = time.time()
     controller = None
-    if isinstance(agent_preset, PPOPreset):
-        model = _search_with_ppo(child_env, agent_preset, evaluations, seed, logger, progress_bar)
-        controller = Controller(model, child_env.space, child_env.reference_ms)
-    else:
-        strategy = make_strategy(agent_preset, child_env.space, seed)
-        child_logger = ChildLogger(logger, evaluations, progress_bar)
-        run_strategy(child_env, strategy, evaluations, seed, child_logger.log)
-        child_logger.close()
-        child_env.close()
-    logger.close()
+    try:
+        if isinstance(agent_preset, PPOPreset):
+            model = _search_with_ppo(
+                make_env, agent_preset, settings, space, run_dir, store, logger, progress_bar, resume
+            )
+            controller = Controller(model, space, env_preset.reward.latency_target)
+        else:
+            _search_with_strategy(make_env, agent_preset, settings, space, store, logger, progress_bar, resume)
+    finally:
+        logger.close()
     elapsed = time.time() - started
 
-    store = EvaluationStore(run_dir / STORE_FILE)
     best = store.best(5)
     if controller is not None:
         trained = {"evaluations": len(store), "best_arch": best[0]["arch"], "best_reward": best[0]["reward"]}
         controller.save(run_dir / "policy", env_preset, {"trained": trained})
-    _write_summary(run_dir, store.records(), best, settings, elapsed)
+    _write_summary(run_dir, store, best, settings, elapsed)
     count = len(store)
     store.close()
     return SearchResult(run_dir, count, best, controller)
 
 
+def _make_env(preset: EnvPreset, **kwargs) -> Monitor:
+    return Monitor(ChildNetEnv(preset, **kwargs))
+
+
+def _check_parallel(n_envs: int, agent: AgentPreset, evaluator: Evaluator | None) -> None:
+    if n_envs < 1:
+        raise ValueError(f"--n-envs must be at least 1, got {n_envs}")
+    if n_envs > 1 and not isinstance(agent, PPOPreset):
+        raise ValueError(f"--n-envs {n_envs} is for PPO searches; the {agent.algo} strategy runs one environment")
+    if n_envs > 1 and evaluator is not None:
+        raise ValueError("parallel environments build their own evaluators: give no evaluator object with n_envs > 1")
+
+
+def _logger(run_dir: Path, resume: bool) -> Logger:
+    """SB3's logger writing TensorBoard events and CSV (a resumed run writes its CSV beside the first one)."""
+    csv_name = "progress.csv"
+    if resume:
+        csv_name = f"progress.resumed-{len(list(run_dir.glob('progress.resumed-*.csv'))) + 1}.csv"
+    return Logger(str(run_dir), [TensorBoardOutputFormat(str(run_dir)), CSVOutputFormat(str(run_dir / csv_name))])
+
+
+def _resumed_counts(store: EvaluationStore) -> dict:
+    steps, records = store.steps(), store.records()
+    best = store.best(1)
+    return {
+        "steps": len(steps),
+        "evaluations": len(records),
+        "cache_hits": sum(s["cached"] for s in steps),
+        "diverged": sum(r["status"] != "ok" for r in records),
+        "best_reward": best[0]["reward"] if best else float("-inf"),
+        "best_arch": best[0]["arch"] if best else "",
+    }
+
+
 def _search_with_ppo(
-    env: ChildNetEnv, agent: PPOPreset, evaluations: int, seed: int, logger: Logger, progress_bar: bool
+    make_env: functools.partial,
+    agent: PPOPreset,
+    settings: dict,
+    space: SearchSpace,
+    run_dir: Path,
+    store: EvaluationStore,
+    logger: Logger,
+    progress_bar: bool,
+    resume: bool,
 ) -> PPO:
-    vec_env = RewardShaping(DummyVecEnv([lambda: Monitor(env)]), agent.reward_transform, agent.repeated_children)
-    model = make_ppo(agent, vec_env, seed)
+    n_envs = settings["n_envs"]
+    factories = [make_env] * n_envs
+    base = SubprocVecEnv(factories) if n_envs > 1 else DummyVecEnv(factories)
+    vec_env = RewardShaping(base, agent.reward_transform, agent.repeated_children)
+    latest = checkpoints(run_dir / CHECKPOINT_DIR)[-1:] if resume else []
+    if latest:
+        model, state = load_checkpoint(latest[0], vec_env, vec_env)
+        store.truncate_steps(state["store_steps"])
+    else:
+        store.truncate_steps(0)
+        model = make_ppo(agent, vec_env, settings["seed"])
+        if settings.get("init_policy"):
+            _init_from(model, settings["init_policy"], space)
     model.set_logger(logger)
-    model.learn(total_timesteps=evaluations, callback=ChildLoggingCallback(evaluations, progress_bar))
+    callbacks = [
+        ChildLoggingCallback(settings["evaluations"], progress_bar, _resumed_counts(store) if resume else None),
+        CheckpointCallback(run_dir / CHECKPOINT_DIR, agent.n_steps * n_envs, vec_env, store),
+    ]
+    remaining = settings["max_steps"] - model.num_timesteps
+    if remaining > 0 and len(store) < settings["evaluations"]:
+        model.learn(total_timesteps=remaining, callback=callbacks, reset_num_timesteps=not latest)
     vec_env.close()
     return model
 
 
-def _write_summary(run_dir: Path, records: list[dict], best: list[dict], settings: dict, elapsed: float) -> None:
+def _init_from(model: PPO, policy_path: str | Path, space: SearchSpace) -> None:
+    """Start ``model`` from a trained controller's policy weights (same space, same policy shape)."""
+    trained = load_controller(policy_path, space=space)
+    try:
+        model.policy.load_state_dict(trained.model.policy.state_dict())
+    except RuntimeError as err:
+        raise ConfigError(
+            f"--init-policy {policy_path}: its policy network does not fit this agent preset ({err}); use the agent "
+            "preset it was trained with (net_arch)"
+        ) from err
+
+
+def _search_with_strategy(
+    make_env: functools.partial,
+    agent: AgentPreset,
+    settings: dict,
+    space: SearchSpace,
+    store: EvaluationStore,
+    logger: Logger,
+    progress_bar: bool,
+    resume: bool,
+) -> None:
+    # Baselines are deterministic given their seed and rewards: a resumed one replays from its start, every
+    # child it already evaluated being answered from the store.
+    store.truncate_steps(0)
+    resumed = _resumed_counts(store) if resume else None
+    child_logger = ChildLogger(
+        logger, settings["evaluations"], progress_bar, resumed and {**resumed, "steps": 0, "cache_hits": 0}
+    )
+    env = make_env()
+    try:
+        strategy = make_strategy(agent, space, settings["seed"])
+        run_strategy(env, strategy, settings["evaluations"], settings["max_steps"], settings["seed"], child_logger.log)
+    finally:
+        child_logger.close()
+        env.close()
+
+
+def _write_summary(run_dir: Path, store: EvaluationStore, best: list[dict], settings: dict, elapsed: float) -> None:
+    records, steps = store.records(), store.step_count()
     summary = {
         **settings,
         "evaluated": len(records),
+        "steps": steps,
         "diverged": sum(r["status"] != "ok" for r in records),
         "seconds": round(elapsed, 1),
         "best": [{k: r[k] for k in ("arch", "reward", "accuracy", "latency_ms", "flops", "params")} for r in best],
@@ -138,7 +339,7 @@ def _write_summary(run_dir: Path, records: list[dict], best: list[dict], setting
     lines = [
         f"# Search summary: {run_dir.name}",
         "",
-        f"{len(records)} children evaluated by {settings['strategy']} in {elapsed:.0f} s"
+        f"{len(records)} children evaluated by {settings['strategy']} in {steps} steps ({elapsed:.0f} s)"
         + (f"; latency target {settings['target_latency_ms']} ms." if settings["target_latency_ms"] else "."),
         "",
         "| rank | reward | val. accuracy | latency (ms) | MFLOPs | params | architecture |",

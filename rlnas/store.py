@@ -1,20 +1,30 @@
-"""The run's evaluation store: one SQLite row per evaluated child, committed before its reward is used.
+"""The run's evaluation store, which is also its evaluation cache.
 
-SQLite in write-ahead-log mode survives a killed process and lets several environments (processes)
-append to one file.
+``evaluations``: one row per distinct child evaluated, keyed by :func:`rlnas.envs.cache.cache_key` (space
+fingerprint, architecture, evaluator settings) and committed before its reward is used. ``steps``: one row per
+environment step, pointing at the evaluation that answered it (``cached`` when it was already in the store).
+``claims``: children being evaluated right now, so parallel environments never train the same child twice and
+never exceed the run's budget.
+
+SQLite in write-ahead-log mode survives a killed process and lets several environments (processes) share one
+file. ``path=":memory:"`` gives a private in-memory store.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
     arch TEXT NOT NULL,
     status TEXT NOT NULL,
     reward REAL NOT NULL,
@@ -26,55 +36,141 @@ CREATE TABLE IF NOT EXISTS evaluations (
     record TEXT NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS steps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    evaluation INTEGER NOT NULL REFERENCES evaluations(id),
+    reward REAL NOT NULL,
+    target REAL NOT NULL,
+    cached INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, pid INTEGER NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_COLUMNS = ("arch", "status", "reward", "accuracy", "latency_ms", "flops", "params", "target")
+_COLUMNS = ("key", "arch", "status", "reward", "accuracy", "latency_ms", "flops", "params", "target")
+
+Claim = Literal["claimed", "evaluated", "busy", "exhausted"]
 
 
 class EvaluationStore:
-    """Append-only store of evaluated children in ``path`` (created if missing)."""
+    """Evaluated children of one run in ``path`` (created if missing)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30.0)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(path), timeout=60.0, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as err:
+            raise ValueError(
+                f"{path} is not a readable evaluation store ({err}): point at a run's {self.path.name}"
+            ) from err
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that holds the database's write lock from its start (no lost updates)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def lookup(self, key: str) -> dict[str, Any] | None:
+        """The evaluation stored under ``key``, or None."""
+        row = self._db.execute("SELECT id, record FROM evaluations WHERE key = ?", (key,)).fetchone()
+        return None if row is None else {"id": row["id"], **json.loads(row["record"])}
+
+    def claim(self, key: str, budget: int | None = None) -> Claim:
+        """Reserve ``key`` for evaluation by this process.
+
+        ``evaluated``: already in the store. ``busy``: another live process is evaluating it (wait, then look it
+        up). ``exhausted``: ``budget`` evaluations are stored or under way. ``claimed``: evaluate it, then
+        :meth:`add` it (which releases the claim).
+        """
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM evaluations WHERE key = ?", (key,)).fetchone():
+                return "evaluated"
+            row = db.execute("SELECT pid FROM claims WHERE key = ?", (key,)).fetchone()
+            if row is not None and row["pid"] != os.getpid() and _alive(row["pid"]):
+                return "busy"
+            if row is None and budget is not None:
+                under_way = db.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
+                if self._count(db) + under_way >= budget:
+                    return "exhausted"
+            db.execute(
+                "INSERT OR REPLACE INTO claims (key, pid, created) VALUES (?, ?, ?)", (key, os.getpid(), time.time())
+            )
+        return "claimed"
+
+    def release_claims(self) -> None:
+        """Forget every claim (at the start of a run or a resume, when no environment is evaluating)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM claims")
 
     def add(self, record: dict[str, Any]) -> int:
-        """Commit one evaluation (must hold the indexed columns; everything is kept as JSON); return its id."""
+        """Commit one evaluation (it must hold the indexed columns; all of it is kept as JSON); return its id."""
         values = [record[c] for c in _COLUMNS]
-        with self._db:
-            cursor = self._db.execute(
+        with self._transaction() as db:
+            cursor = db.execute(
                 f"INSERT INTO evaluations ({', '.join(_COLUMNS)}, record, created) "
                 f"VALUES ({', '.join('?' * len(_COLUMNS))}, ?, ?)",
                 [*values, json.dumps(record), time.time()],
             )
+            db.execute("DELETE FROM claims WHERE key = ?", (record["key"],))
         return int(cursor.lastrowid)
+
+    def add_step(self, evaluation: int, reward: float, target: float, cached: bool) -> int:
+        """Record one environment step answered by evaluation ``evaluation``; return the step's id."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO steps (evaluation, reward, target, cached, created) VALUES (?, ?, ?, ?, ?)",
+                (evaluation, reward, target, int(cached), time.time()),
+            )
+        return int(cursor.lastrowid)
+
+    def truncate_steps(self, keep: int) -> None:
+        """Forget every step after the first ``keep`` (a resumed search takes them again, from a checkpoint)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM steps WHERE id NOT IN (SELECT id FROM steps ORDER BY id LIMIT ?)", (keep,))
 
     def records(self) -> list[dict[str, Any]]:
         """All evaluations in the order they were made, each with its ``id``."""
         rows = self._db.execute("SELECT id, record FROM evaluations ORDER BY id").fetchall()
         return [{"id": row["id"], **json.loads(row["record"])} for row in rows]
 
-    def best(self, k: int = 5) -> list[dict[str, Any]]:
-        """The ``k`` highest-reward distinct architectures (each with its best evaluation, earliest on ties)."""
+    def steps(self) -> list[dict[str, Any]]:
+        """Every step in order: its ``evaluation`` id, ``arch``, ``reward``, ``target`` and ``cached`` flag."""
         rows = self._db.execute(
-            "SELECT id, record FROM evaluations WHERE id IN "
-            "(SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY arch ORDER BY reward DESC, id) AS n "
-            "FROM evaluations) WHERE n = 1) ORDER BY reward DESC, id LIMIT ?",
-            (k,),
-        )
+            "SELECT s.id, s.evaluation, e.arch, s.reward, s.target, s.cached FROM steps s "
+            "JOIN evaluations e ON e.id = s.evaluation ORDER BY s.id"
+        ).fetchall()
+        return [{**dict(row), "cached": bool(row["cached"])} for row in rows]
+
+    def best(self, k: int = 5) -> list[dict[str, Any]]:
+        """The ``k`` highest-reward evaluations (distinct architectures; earliest on ties)."""
+        rows = self._db.execute("SELECT id, record FROM evaluations ORDER BY reward DESC, id LIMIT ?", (k,))
         return [{"id": row["id"], **json.loads(row["record"])} for row in rows.fetchall()]
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0])
+        return self._count(self._db)
+
+    def step_count(self) -> int:
+        """How many environment steps were recorded."""
+        return int(self._db.execute("SELECT COUNT(*) FROM steps").fetchone()[0])
+
+    @staticmethod
+    def _count(db: sqlite3.Connection) -> int:
+        return int(db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0])
 
     def set_meta(self, key: str, value: str) -> None:
         """Remember a run-level fact (e.g. the space fingerprint)."""
-        with self._db:
-            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def get_meta(self, key: str) -> str | None:
         """A run-level fact, or None."""
@@ -84,3 +180,13 @@ class EvaluationStore:
     def close(self) -> None:
         """Close the connection."""
         self._db.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

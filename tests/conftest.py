@@ -30,6 +30,7 @@ class FakeEvaluator:
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
+        self.settings = {"evaluator": "fake"}  # what the evaluation cache keys on besides the architecture
         self.calls = 0
         self._cache: dict[str, EvalResult] = {}
 

@@ -105,18 +105,26 @@ def make_strategy(agent: EvolutionPreset | RandomPreset | UniformPreset, space: 
 
 
 def run_strategy(
-    env: gym.Env, strategy: Strategy, evaluations: int, seed: int, on_child: Callable[[dict], None]
+    env: gym.Env, strategy: Strategy, evaluations: int, max_steps: int, seed: int, on_child: Callable[[dict], None]
 ) -> int:
-    """Evaluate up to ``evaluations`` children proposed by ``strategy``; return how many were evaluated."""
+    """Step ``strategy``'s children until ``evaluations`` distinct ones are in the env's store (children it
+    already holds are answered from it at no cost), ``max_steps`` steps were taken, or the strategy is done.
+
+    Returns the number of steps taken.
+    """
     env.reset(seed=seed)
-    done = 0
-    while done < evaluations:
+    steps = 0
+    while steps < max_steps:
         action = strategy.ask()
         if action is None:
             break
         _, reward, _, _, info = env.step(action)
+        if info.get("budget_exhausted"):
+            break
         strategy.tell(action, reward)
-        done += 1
+        steps += 1
         on_child(info)
+        if info["evaluations"] >= evaluations:
+            break
         env.reset()
-    return done
+    return steps

@@ -22,22 +22,33 @@ CHILD_SCALARS = {
 class ChildLogger:
     """Write each child's metrics (``child/*``) and the search's progress (``search/*``) to an SB3 logger.
 
-    Every evaluated child is one point on the step axis (the logger is dumped after each child); a tqdm bar
-    shows the progress towards ``max_evaluations``.
+    Every step is one point on the step axis (the logger is dumped after each step). A newly evaluated child
+    logs its ``child/*`` metrics; a child answered from the store (a cache hit) only counts in
+    ``search/cache_hits``. A tqdm bar shows the distinct children evaluated out of ``max_evaluations``.
+    ``resumed``: the counts of a search that is being continued (steps, evaluations, diverged, best record).
     """
 
-    def __init__(self, logger: Logger, max_evaluations: int, progress_bar: bool = True) -> None:
+    def __init__(
+        self, logger: Logger, max_evaluations: int, progress_bar: bool = True, resumed: dict | None = None
+    ) -> None:
+        resumed = resumed or {}
         self.logger = logger
-        self.evaluations = 0
-        self.diverged = 0
-        self.best_reward = float("-inf")
-        self.best_arch = ""
-        self._bar = tqdm(total=max_evaluations, desc="search", unit="child", disable=not progress_bar)
+        self.steps = resumed.get("steps", 0)
+        self.evaluations = resumed.get("evaluations", 0)
+        self.cache_hits = resumed.get("cache_hits", 0)
+        self.diverged = resumed.get("diverged", 0)
+        self.best_reward = resumed.get("best_reward", float("-inf"))
+        self.best_arch = resumed.get("best_arch", "")
+        self._bar = tqdm(
+            total=max_evaluations, initial=self.evaluations, desc="search", unit="child", disable=not progress_bar
+        )
 
     def log(self, info: dict) -> None:
-        """Record one evaluated child (the ``info`` dict of its environment step)."""
-        self.evaluations += 1
-        if info["status"] == "ok":
+        """Record one step (the ``info`` dict of an environment step that reached a child)."""
+        self.steps += 1
+        if info["cached"]:
+            self.cache_hits += 1
+        elif info["status"] == "ok":
             for tag, key in CHILD_SCALARS.items():
                 self.logger.record(tag, info[key])
         else:
@@ -47,13 +58,16 @@ class ChildLogger:
             self.best_reward, self.best_arch = info["reward"], info["arch"]
             self.logger.record("search/best_arch", f"{self.best_arch} (reward {self.best_reward:.4f})")
         self.logger.record("search/best_reward", self.best_reward)
-        self.logger.record("search/evaluations", self.evaluations)
+        self.logger.record("search/evaluations", info["evaluations"])
+        self.logger.record("search/cache_hits", self.cache_hits)
         self.logger.record("search/diverged", self.diverged)
-        self.logger.dump(self.evaluations)
-        self._bar.update(1)
+        self.logger.dump(self.steps)
+        self._bar.update(max(0, info["evaluations"] - self.evaluations))
+        self.evaluations = max(self.evaluations, info["evaluations"])
         self._bar.set_postfix(
-            acc=f"{info['accuracy']:.3f}", lat_ms=f"{info['latency_ms']:.2f}", best=f"{self.best_reward:.4f}"
-        )
+            acc=f"{info['accuracy']:.3f}", lat_ms=f"{info['latency_ms']:.2f}", best=f"{self.best_reward:.4f}",
+            hits=self.cache_hits,
+        )  # fmt: skip
 
     def close(self) -> None:
         """Close the progress bar."""
@@ -61,13 +75,16 @@ class ChildLogger:
 
 
 class ChildLoggingCallback(BaseCallback):
-    """Log every child a PPO search evaluates (see :class:`ChildLogger`); stop at ``max_evaluations``."""
+    """Log every child a PPO search reaches (see :class:`ChildLogger`); stop once ``max_evaluations`` distinct
+    children are evaluated (or an environment reports its budget exhausted)."""
 
-    def __init__(self, max_evaluations: int, progress_bar: bool = True) -> None:
+    def __init__(self, max_evaluations: int, progress_bar: bool = True, resumed: dict | None = None) -> None:
         super().__init__()
         self.max_evaluations = max_evaluations
         self.progress_bar = progress_bar
+        self.resumed = resumed
         self.child_logger: ChildLogger | None = None
+        self._exhausted = False
 
     @property
     def evaluations(self) -> int:
@@ -75,13 +92,15 @@ class ChildLoggingCallback(BaseCallback):
         return self.child_logger.evaluations if self.child_logger else 0
 
     def _on_training_start(self) -> None:
-        self.child_logger = ChildLogger(self.logger, self.max_evaluations, self.progress_bar)
+        self.child_logger = ChildLogger(self.logger, self.max_evaluations, self.progress_bar, self.resumed)
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
-            if "arch" in info:
+            if info.get("budget_exhausted"):
+                self._exhausted = True
+            elif "arch" in info:
                 self.child_logger.log(info)
-        return self.evaluations < self.max_evaluations
+        return not self._exhausted and self.evaluations < self.max_evaluations
 
     def _on_training_end(self) -> None:
         if self.child_logger is not None:

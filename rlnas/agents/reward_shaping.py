@@ -38,8 +38,20 @@ class RewardShaping(VecEnvWrapper):
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
-        shaped = [self.shape(action, float(r)) for action, r in zip(self._actions, rewards, strict=True)]
+        shaped = [
+            0.0 if info.get("budget_exhausted") else self.shape(action, float(r))
+            for action, r, info in zip(self._actions, rewards, infos, strict=True)
+        ]
         return obs, np.asarray(shaped, dtype=np.float32), dones, infos
+
+    def state_dict(self) -> dict:
+        """The statistics the shaping has gathered (for checkpoints)."""
+        return {"history": list(self.history), "seen": sorted(self.seen)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore statistics written by :meth:`state_dict`."""
+        self.history = list(state["history"])
+        self.seen = {tuple(key) for key in state["seen"]}
 
     def shape(self, action: np.ndarray, reward: float) -> float:
         """The learner's reward for ``reward`` earned by ``action``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -11,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rlnas.config import EnvPreset, load_env_preset
-from rlnas.envs.evaluators import Evaluator, make_evaluator
+from rlnas.envs.evaluators import EvalResult, Evaluator, cache_key, evaluator_settings, make_evaluator
 from rlnas.envs.reward import compute_reward, failure_terms
 from rlnas.store import EvaluationStore
 
@@ -39,13 +40,21 @@ class ChildNetEnv(gym.Env):
     with the reason in ``info["reason"]``.
 
     ## Episode End
-    Every episode is one step: ``terminated`` is always True, ``truncated`` always False.
+    Every episode is one step: ``terminated`` is True. With ``max_evaluations``, a step that would evaluate a new
+    child beyond that budget evaluates nothing: ``truncated`` is True, the reward 0, ``info["budget_exhausted"]``.
+
+    ## Evaluation cache
+    Every evaluation is stored under its :func:`~rlnas.envs.evaluators.cache_key` (space fingerprint,
+    architecture, evaluator settings); a child already in the store is not evaluated again: its metrics are
+    reused, its reward recomputed for the current target, and ``info["cached"]`` is True. Environments sharing
+    one ``store_path`` (e.g. in subprocesses) share the cache and never evaluate one child twice.
 
     ## Arguments
     ``preset``: an :class:`~rlnas.config.EnvPreset`, a preset name (``"fashion_mnist"``) or YAML path.
     ``device``: where children train (``"cpu"`` or ``"cuda"``). ``store_path``: SQLite file that receives
-    every evaluation before its reward is returned. ``target_latency_ms``: overrides the preset's target.
-    ``evaluator``: any object with ``space`` and ``evaluate(arch)``, e.g. for tests.
+    every evaluation before its reward is returned (default: a private in-memory store).
+    ``target_latency_ms``: overrides the preset's target. ``evaluator``: any object with ``space`` and
+    ``evaluate(arch)``, e.g. for tests. ``max_evaluations``: the most distinct children the store may hold.
 
     ## Version History
     * v0: first version.
@@ -61,6 +70,7 @@ class ChildNetEnv(gym.Env):
         store_path: str | Path | None = None,
         target_latency_ms: float | None = None,
         evaluator: Evaluator | None = None,
+        max_evaluations: int | None = None,
     ) -> None:
         self.preset = preset if isinstance(preset, EnvPreset) else load_env_preset(preset)
         self.evaluator = evaluator if evaluator is not None else make_evaluator(self.preset, device)
@@ -68,13 +78,19 @@ class ChildNetEnv(gym.Env):
         self.reference_ms = self.preset.reward.latency_target
         self.target_ms = self.reference_ms
         if target_latency_ms is not None:
-            self.target_ms = self._checked_target(target_latency_ms)
-        self.store = EvaluationStore(store_path) if store_path is not None else None
+            self.target_ms = checked_target(self.preset, target_latency_ms)
+        self.store: EvaluationStore | None = EvaluationStore(store_path if store_path is not None else ":memory:")
+        self.max_evaluations = max_evaluations
+        self._settings = evaluator_settings(self.evaluator)
         # Built directly (not through gymnasium.make), the env still gets its registered spec, with the arguments
         # it was built with, so spec.make() rebuilds this env and checkers see it is nondeterministic (children
         # train stochastically and latency is measured). gymnasium.make replaces this spec with its own.
         built_with = {"preset": self.preset, "device": device, "store_path": store_path}
-        built_with |= {"target_latency_ms": target_latency_ms, "evaluator": evaluator}
+        built_with |= {
+            "target_latency_ms": target_latency_ms,
+            "evaluator": evaluator,
+            "max_evaluations": max_evaluations,
+        }
         self.spec = dataclasses.replace(gym.spec(ENV_ID), kwargs=built_with)
         self.action_space = spaces.MultiDiscrete(self.space.nvec)
         self.observation_space = spaces.Box(0.0, MAX_TARGET_RATIO, shape=(1,), dtype=np.float32)
@@ -83,21 +99,43 @@ class ChildNetEnv(gym.Env):
         """Start an episode; ``options={"target_latency_ms": x}`` changes the latency target."""
         super().reset(seed=seed)
         if options and "target_latency_ms" in options:
-            self.target_ms = self._checked_target(float(options["target_latency_ms"]))
+            self.target_ms = checked_target(self.preset, float(options["target_latency_ms"]))
         return self._observation(), {}
 
     def step(self, action: np.ndarray):
-        """Evaluate the child the action describes; the episode ends."""
+        """Evaluate the child the action describes (or reuse its stored evaluation); the episode ends."""
+        if self.store is None:
+            raise RuntimeError("this environment was closed; make a new one")
         arch = self.space.decode(action)
-        result = self.evaluator.evaluate(arch)
+        key = cache_key(self.space.fingerprint, arch, self._settings)
+        stored = self._stored_or_claimed(key)
+        if stored == "exhausted":
+            info = {"budget_exhausted": True, "max_evaluations": self.max_evaluations}
+            return self._observation(), 0.0, False, True, info
+        result = EvalResult.from_record(stored) if stored else self.evaluator.evaluate(arch)
         if result.status == "ok":
             terms = compute_reward(self.preset.reward, result.accuracy, result.latency_ms, result.flops, self.target_ms)
         else:
             terms = failure_terms(self.preset.reward, self.target_ms)
-        info = {**result.as_dict(), **terms.as_dict(), "action": [int(a) for a in np.asarray(action)]}
-        if self.store is not None:
-            info["store_id"] = self.store.add(info)
+        info = {**result.as_dict(), **terms.as_dict(), "action": [int(a) for a in np.asarray(action)], "key": key}
+        evaluation = stored["id"] if stored else self.store.add(info)
+        info["store_id"] = evaluation
+        info["cached"] = bool(stored)
+        info["step_id"] = self.store.add_step(evaluation, terms.reward, terms.target, bool(stored))
+        info["evaluations"] = len(self.store)
         return self._observation(), float(terms.reward), True, False, info
+
+    def _stored_or_claimed(self, key: str, poll_s: float = 0.05) -> dict | None:
+        """The stored evaluation of ``key``; None once this env has claimed it; "exhausted" past the budget."""
+        while True:
+            claim = self.store.claim(key, self.max_evaluations)
+            if claim == "claimed":
+                return None
+            if claim == "exhausted":
+                return claim
+            if claim == "evaluated":
+                return self.store.lookup(key)
+            time.sleep(poll_s)  # another environment is evaluating this child: wait for its result
 
     def close(self) -> None:
         """Close the evaluation store."""
@@ -109,15 +147,18 @@ class ChildNetEnv(gym.Env):
         ratio = 1.0 if self.reference_ms is None else self.target_ms / self.reference_ms
         return np.array([ratio], dtype=np.float32)
 
-    def _checked_target(self, target_ms: float) -> float:
-        if self.reference_ms is None:
-            raise ValueError(
-                f"env preset {self.preset.name!r} has no latency target to change (reward.kind "
-                f"{self.preset.reward.kind}, reward.cost {self.preset.reward.cost}); its observation is always 1"
-            )
-        if not 0 < target_ms / self.reference_ms <= MAX_TARGET_RATIO:
-            raise ValueError(
-                f"target latency {target_ms} ms is out of range: give a positive value up to "
-                f"{MAX_TARGET_RATIO:g}x the preset's reward.target_ms ({self.reference_ms} ms)"
-            )
-        return target_ms
+
+def checked_target(preset: EnvPreset, target_ms: float) -> float:
+    """``target_ms`` if ``preset``'s reward has a latency target it may replace; else a clear error."""
+    reference_ms = preset.reward.latency_target
+    if reference_ms is None:
+        raise ValueError(
+            f"env preset {preset.name!r} has no latency target to change (reward.kind "
+            f"{preset.reward.kind}, reward.cost {preset.reward.cost}); its observation is always 1"
+        )
+    if not 0 < target_ms / reference_ms <= MAX_TARGET_RATIO:
+        raise ValueError(
+            f"target latency {target_ms} ms is out of range: give a positive value up to "
+            f"{MAX_TARGET_RATIO:g}x the preset's reward.target_ms ({reference_ms} ms)"
+        )
+    return target_ms

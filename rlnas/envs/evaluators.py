@@ -3,14 +3,18 @@
 ``ScratchEvaluator``: build the full-width child, train it, prune it to its keep-ratios (channels removed),
 fine-tune, evaluate validation accuracy, measure latency, count FLOPs and parameters.
 ``TabularEvaluator`` (:mod:`rlnas.envs.tabular`): read the metrics from a benchmark table.
+
+Every evaluator has ``settings``: everything besides the architecture that decides its result. With the
+space fingerprint and the architecture it makes the :func:`cache_key` under which a result is stored and reused.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
-from dataclasses import asdict, dataclass
-from typing import Literal, Protocol
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -48,6 +52,11 @@ class EvalResult:
         """Plain Python values, for ``info`` and the store."""
         return asdict(self)
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> EvalResult:
+        """The result a stored record (``as_dict`` plus other keys) was made from."""
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
+
 
 class Evaluator(Protocol):
     """Anything that evaluates architectures of ``space``."""
@@ -57,6 +66,17 @@ class Evaluator(Protocol):
     def evaluate(self, arch: Arch) -> EvalResult:
         """Evaluate one architecture."""
         ...
+
+
+def evaluator_settings(evaluator: Evaluator) -> dict[str, Any]:
+    """What besides the architecture decides ``evaluator``'s result (its ``settings``, else its class name)."""
+    return getattr(evaluator, "settings", None) or {"evaluator": type(evaluator).__qualname__}
+
+
+def cache_key(fingerprint: str, arch: Arch | str, settings: dict[str, Any]) -> str:
+    """The key an evaluation is stored and reused under: space fingerprint, architecture, evaluator settings."""
+    payload = json.dumps({"space": fingerprint, "arch": str(arch), "evaluator": settings}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
 def child_seed(base_seed: int, arch: Arch) -> int:
@@ -83,6 +103,10 @@ class ScratchEvaluator:
         self.space = space_for(preset)
         if preset.train.threads:
             torch.set_num_threads(preset.train.threads)  # for the process: the controller trains with it too
+        train = {k: v for k, v in asdict(preset.train).items() if k != "threads"}
+        data = {k: v for k, v in asdict(preset.data).items() if k not in ("root", "download")}
+        self.settings = {"evaluator": "scratch", "data": data, "train": train, "latency": asdict(preset.latency)}
+        self.settings["seed"] = preset.seed
 
     def evaluate(self, arch: Arch) -> EvalResult:
         """Train, prune, fine-tune, evaluate and measure one child."""

@@ -21,6 +21,7 @@ key of its group as ``record_key``, so the store and any cache see which childre
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -103,6 +104,7 @@ class TabularEvaluator:
             )
         )
         self.codes = self.config.codes or tuple(str(i) for i in range(len(self.space.operators)))
+        self.settings = {"evaluator": "tabular", "table": dataclasses.asdict(self.config)}
         self._check_fits()
         # Lookups use no torch; the controller's tiny network is fastest on one thread (several threads made a
         # PPO search on a table 4x slower on a shared 2-core machine).

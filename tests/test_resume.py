@@ -1,0 +1,152 @@
+"""Resume: a crashed or killed search continues from its checkpoint and store, with nothing evaluated twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from rlnas.agents.controller import load_controller
+from rlnas.config import ConfigError, load_agent_preset
+from rlnas.envs.evaluators import space_for
+from rlnas.search import resume_search, run_search
+from rlnas.store import EvaluationStore
+from conftest import FakeEvaluator
+
+
+class Crash(Exception):
+    """Stands in for the machine going away in the middle of a child."""
+
+
+class CrashingEvaluator(FakeEvaluator):
+    """A fake evaluator that crashes when asked for its ``limit + 1``-th child."""
+
+    def __init__(self, space, limit: int) -> None:
+        super().__init__(space)
+        self.limit = limit
+
+    def evaluate(self, arch):
+        if self.calls == self.limit:
+            raise Crash(f"crashed while evaluating {arch}")
+        return super().evaluate(arch)
+
+
+@pytest.fixture
+def fast_agent():
+    return load_agent_preset({"name": "fast", "n_steps": 4, "batch_size": 4, "n_epochs": 2})
+
+
+def history(run_dir) -> tuple[list[str], list[str]]:
+    """The run's evaluated architectures and the architecture of every step, in order."""
+    store = EvaluationStore(run_dir / "evaluations.sqlite")
+    try:
+        return [r["arch"] for r in store.records()], [s["arch"] for s in store.steps()]
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def crashed_run(tmp_path, digits_preset, fast_agent):
+    space = space_for(digits_preset)
+    with pytest.raises(Crash):
+        run_search(digits_preset, fast_agent, evaluations=14, run_name="crashed", runs_dir=tmp_path,
+                   evaluator=CrashingEvaluator(space, limit=9), progress_bar=False)  # fmt: skip
+    return tmp_path / "crashed", space
+
+
+def test_a_crashed_search_resumes_to_the_uninterrupted_result(tmp_path, digits_preset, fast_agent, crashed_run):
+    run_dir, space = crashed_run
+    assert len(history(run_dir)[0]) == 9
+    assert (run_dir / "checkpoints").is_dir()
+
+    fresh = FakeEvaluator(space)
+    result = resume_search(run_dir, evaluator=fresh, progress_bar=False)
+    assert result.evaluations == 14
+    assert fresh.calls == 14 - 9, "a child evaluated before the crash was evaluated again"
+
+    run_search(digits_preset, fast_agent, evaluations=14, run_name="whole", runs_dir=tmp_path,
+               evaluator=FakeEvaluator(space), progress_bar=False)  # fmt: skip
+    assert history(run_dir) == history(tmp_path / "whole")
+    resumed, whole = load_controller(run_dir), load_controller(tmp_path / "whole")
+    for p, q in zip(resumed.probabilities(), whole.probabilities(), strict=True):
+        np.testing.assert_allclose(p, q, rtol=1e-5)
+
+
+def test_a_finished_search_resumes_to_itself(tmp_path, synthetic_table_preset):
+    result = run_search(synthetic_table_preset, "evolution", evaluations=12, runs_dir=tmp_path, progress_bar=False)
+    before = history(result.run_dir)
+    again = resume_search(result.run_dir, progress_bar=False)
+    assert again.evaluations == 12 and history(result.run_dir) == before
+
+
+def test_a_damaged_checkpoint_is_named_and_the_store_stays_readable(crashed_run):
+    run_dir, space = crashed_run
+    latest = sorted((run_dir / "checkpoints").glob("step_*"))[-1]
+    model = latest / "model.zip"
+    model.write_bytes(model.read_bytes()[:100])
+    with pytest.raises(ConfigError, match=f"checkpoint {latest} is damaged.*remove"):
+        resume_search(run_dir, evaluator=FakeEvaluator(space), progress_bar=False)
+    assert len(history(run_dir)[0]) == 9
+
+
+@pytest.mark.parametrize(("key", "value", "match"), [
+    ("rlnas_version", "0.0.1", "written by rlnas '0.0.1'"),
+    ("space_fingerprint", "0123456789abcdef", "searched space 0123456789abcdef"),
+])  # fmt: skip
+def test_an_incompatible_run_is_refused(crashed_run, key, value, match):
+    run_dir, space = crashed_run
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["search"][key] = value
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=match):
+        resume_search(run_dir, evaluator=FakeEvaluator(space), progress_bar=False)
+
+
+def test_resume_needs_a_run_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="written by `rlnas search`"):
+        resume_search(tmp_path)
+
+
+def test_init_policy_starts_from_the_trained_controller(tmp_path, synthetic_table_preset, digits_preset):
+    trained = run_search(synthetic_table_preset, "ppo", evaluations=40, runs_dir=tmp_path, run_name="t",
+                         progress_bar=False)  # fmt: skip
+    # one evaluation: no PPO update happens, so the new run's saved policy is the policy it started from
+    start = run_search(synthetic_table_preset, "ppo", evaluations=1, runs_dir=tmp_path, run_name="s",
+                       init_policy=trained.run_dir, progress_bar=False)  # fmt: skip
+    for p, q in zip(start.controller.probabilities(), trained.controller.probabilities(), strict=True):
+        np.testing.assert_allclose(p, q)
+    with pytest.raises(ConfigError, match="trained for search space"):
+        run_search(digits_preset, "ppo", evaluations=1, runs_dir=tmp_path, run_name="x", init_policy=trained.run_dir,
+                   evaluator=FakeEvaluator(space_for(digits_preset)), progress_bar=False)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_search_killed_with_sigkill_resumes_to_its_planned_evaluations(tmp_path):
+    common = ["--runs-dir", str(tmp_path), "--no-progress"]
+    command = [sys.executable, "-m", "rlnas.cli", "search", "--env", "digits", "--evaluations", "12",
+               "--set", "train.steps=5", "--set", "train.finetune_steps=1", "--set", "latency.repeats=3",
+               "--agent-set", "n_steps=4", "--agent-set", "batch_size=4", "--run-name", "killed", *common]  # fmt: skip
+    store_file = tmp_path / "killed" / "evaluations.sqlite"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if store_file.exists() and len(EvaluationStore(store_file)) >= 6:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, f"the search ended before it could be killed: {process.stderr.read().decode()}"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = len(history(tmp_path / "killed")[0])
+    assert 6 <= killed_at < 12
+
+    resumed = subprocess.run([sys.executable, "-m", "rlnas.cli", "search", "--resume", str(tmp_path / "killed"),
+                              "--no-progress"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    archs, _ = history(tmp_path / "killed")
+    assert len(archs) == len(set(archs)) == 12
