@@ -11,13 +11,13 @@ import time
 import numpy as np
 import pytest
 import yaml
+from conftest import FakeEvaluator
 
 from rlnas.agents.controller import load_controller
 from rlnas.config import ConfigError, load_agent_preset
 from rlnas.envs.evaluators import space_for
 from rlnas.search import resume_search, run_search
 from rlnas.store import EvaluationStore
-from conftest import FakeEvaluator
 
 
 class Crash(Exception):
