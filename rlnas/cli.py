@@ -72,12 +72,13 @@ def _latency_build(args: argparse.Namespace) -> int:
     from rlnas.config import load_env_preset
     from rlnas.envs.evaluators import space_for
     from rlnas.latency import torch_threads
+    from rlnas.latency.source import default_table_path
     from rlnas.latency.table import LatencyTable
 
     preset = load_env_preset(args.env, args.set)
     changes = {"device": args.device, "threads": args.threads, "batch_size": args.batch}
     cfg = dataclasses.replace(preset.latency, **{k: v for k, v in changes.items() if v is not None})
-    out = args.out or Path("runs") / "latency" / f"{preset.name}__{cfg.device}__t{cfg.threads}__b{cfg.batch_size}.json"
+    out = args.out or default_table_path(preset.name, cfg)
     with torch_threads(cfg.threads):
         table = LatencyTable.build(space_for(preset), cfg, rounds=args.rounds)
     table.save(out)
@@ -85,6 +86,8 @@ def _latency_build(args: argparse.Namespace) -> int:
         f"latency table for {preset.name} ({table.device_name}, {cfg.threads} threads, batch {cfg.batch_size}): {out}"
     )
     print(f"Check it against measurement: rlnas latency validate --table {out} --samples 50")
+    if out == default_table_path(preset.name, cfg):
+        print(f"Searches on {preset.name} with latency.source auto (the default) now use it.")
     return 0
 
 

@@ -78,13 +78,22 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    """How latency is measured: device, thread count, batch size, warm-up and repetitions (median)."""
+    """The target device (type, thread count, batch size) and where a child's latency comes from.
+
+    ``source``: ``measured`` (each child timed end to end: ``warmup`` runs, then the median of ``repeats``),
+    ``table`` (predicted from a lookup table built by ``rlnas latency build``; ``table`` names the file, default
+    ``runs/latency/{preset}__{device}__t{threads}__b{batch}.json``), ``flops`` (FLOPs times a milliseconds-per-FLOP
+    constant measured once on the space's full-width reference child), or ``auto``: ``table`` when a table for
+    this space and device exists, else ``measured``.
+    """
 
     device: str = "cpu"
     threads: int = 1
     batch_size: int = 1
     warmup: int = 10
     repeats: int = 30
+    source: Literal["auto", "measured", "table", "flops"] = "auto"
+    table: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Latency lookup table: configurations cover every pruned child, prediction sums entries, files are checked."""
+"""Latency lookup table: configurations cover every pruned child, prediction sums entries, files are checked;
+the preset's latency source (measured, table, flops, auto)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import torch
 
 from rlnas.config import ConfigError, LatencyConfig, StageConfig
 from rlnas.envs.evaluators import space_for
+from rlnas.latency import count_flops
+from rlnas.latency.source import default_table_path, latency_source
 from rlnas.latency.table import (
     HEAD,
     STEM,
@@ -172,3 +175,47 @@ def test_rank_correlations_match_known_values():
     # scipy's tau-b with ties: kendalltau([1, 2, 2, 3], [1, 3, 2, 4]) = 0.9128709...
     assert kendall_tau([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(0.912870929, abs=1e-6)
     assert spearman_rho([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(0.948683298, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ latency source
+
+
+def _preset_with(latency: LatencyConfig):
+    from rlnas.config import load_env_preset
+
+    preset = load_env_preset("digits")
+    return dataclasses.replace(preset, latency=latency)
+
+
+def test_auto_uses_a_table_for_this_space_and_device_else_measures(digits_table, tmp_path, monkeypatch):
+    table, space = digits_table
+    monkeypatch.chdir(tmp_path)
+    preset = _preset_with(FAST)
+    assert latency_source(preset, space).name == "measured"
+    table.save(default_table_path(preset.name, FAST))
+    source = latency_source(preset, space)
+    arch = space.uniform("conv3x3", 0.5)
+    assert source.name == "table" and source(build_model(space, arch), arch) == table.predict(arch)
+    other_batch = dataclasses.replace(FAST, batch_size=2)  # the table was built for batch 1: not this device setting
+    assert latency_source(_preset_with(other_batch), space).name == "measured"
+
+
+def test_a_named_table_must_exist_and_fit(digits_table, tmp_path):
+    table, space = digits_table
+    missing = _preset_with(dataclasses.replace(FAST, source="table", table=str(tmp_path / "none.json")))
+    with pytest.raises(ConfigError, match=r"no table at .*none\.json.*rlnas latency build"):
+        latency_source(missing, space)
+    path = table.save(tmp_path / "t.json")
+    other_threads = _preset_with(dataclasses.replace(FAST, source="table", table=str(path), threads=2))
+    with pytest.raises(ConfigError, match="threads"):
+        latency_source(other_threads, space)
+
+
+def test_the_flops_source_scales_flops(digits_table):
+    _, space = digits_table
+    source = latency_source(_preset_with(dataclasses.replace(FAST, source="flops")), space)
+    small, large = space.uniform("sep3x3", 0.25), space.uniform("conv3x3", 1.0)
+    lat = {a: source(build_model(space, a), a) for a in (small, large)}
+    flops = {a: count_flops(build_model(space, a), space.input_shape) for a in (small, large)}
+    assert source.name == "flops" and lat[large] > lat[small] > 0
+    assert lat[large] / lat[small] == pytest.approx(flops[large] / flops[small])

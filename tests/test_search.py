@@ -42,6 +42,7 @@ def test_tiny_search_on_digits_writes_the_run(tmp_path, digits_preset, fast_agen
     assert any(tag.startswith("train/") for tag in scalars), "PPO's own train/ scalars are missing"
     assert len(events.Scalars("child/reward")) == 8, "one point per evaluated child"
     assert "search/best_arch/text_summary" in events.Tags()["tensors"], "best architecture text is missing"
+    assert "search/latency_source/text_summary" in events.Tags()["tensors"], "the latency source is not logged"
 
     controller = load_controller(run)
     proposals = controller.propose(3)

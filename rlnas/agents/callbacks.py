@@ -39,6 +39,7 @@ class ChildLogger:
         self.diverged = resumed.get("diverged", 0)
         self.best_reward = resumed.get("best_reward", float("-inf"))
         self.best_arch = resumed.get("best_arch", "")
+        self.latency_source = ""
         self._bar = tqdm(
             total=max_evaluations, initial=self.evaluations, desc="search", unit="child", disable=not progress_bar
         )
@@ -51,6 +52,9 @@ class ChildLogger:
         elif info["status"] == "ok":
             for tag, key in CHILD_SCALARS.items():
                 self.logger.record(tag, info[key])
+            if info.get("latency_source", "") != self.latency_source:
+                self.latency_source = info["latency_source"]
+                self.logger.record("search/latency_source", self.latency_source)
         else:
             self.diverged += 1
             self.logger.record("child/reward", info["reward"])

@@ -19,7 +19,8 @@ from typing import Any, Literal, Protocol
 import torch
 
 from rlnas.config import EnvPreset
-from rlnas.latency import count_flops, count_params, measure_latency
+from rlnas.latency import count_flops, count_params
+from rlnas.latency.source import latency_source
 from rlnas.pruning import prune_child
 from rlnas.space import Arch, SearchSpace, build_model
 from rlnas.training.data import DataSplits, dataset_shape, load_data
@@ -31,6 +32,7 @@ class EvalResult:
     """What one evaluation measured. ``accuracy`` is validation accuracy in [0, 1].
 
     ``record_key``: for table lookups, the key of the record that answered (equivalent children share one).
+    ``latency_source``: where ``latency_ms`` came from (``measured``, ``table``, ``flops``, ``benchmark``).
     """
 
     arch: str
@@ -47,6 +49,7 @@ class EvalResult:
     latency_s: float = 0.0
     reason: str = ""
     record_key: str = ""
+    latency_source: str = ""
 
     def as_dict(self) -> dict:
         """Plain Python values, for ``info`` and the store."""
@@ -105,8 +108,9 @@ class ScratchEvaluator:
             torch.set_num_threads(preset.train.threads)  # for the process: the controller trains with it too
         train = {k: v for k, v in asdict(preset.train).items() if k != "threads"}
         data = {k: v for k, v in asdict(preset.data).items() if k not in ("root", "download")}
+        self.latency = latency_source(preset, self.space)
         self.settings = {"evaluator": "scratch", "data": data, "train": train, "latency": asdict(preset.latency)}
-        self.settings["seed"] = preset.seed
+        self.settings |= {"latency_source": self.latency.name, "seed": preset.seed}
 
     def evaluate(self, arch: Arch) -> EvalResult:
         """Train, prune, fine-tune, evaluate and measure one child."""
@@ -138,7 +142,7 @@ class ScratchEvaluator:
         finetune_s, clock = time.perf_counter() - clock, time.perf_counter()
         acc = accuracy(model, self.data.val, batch_size=t.eval_batch_size, device=self.device)
         eval_s, clock = time.perf_counter() - clock, time.perf_counter()
-        latency_ms = measure_latency(model, self.space.input_shape, cfg.latency)
+        latency_ms = self.latency(model, arch)
         latency_s = time.perf_counter() - clock
         return EvalResult(
             arch=str(arch),
@@ -153,6 +157,7 @@ class ScratchEvaluator:
             finetune_s=finetune_s,
             eval_s=eval_s,
             latency_s=latency_s,
+            latency_source=self.latency.name,
         )
 
 

@@ -128,6 +128,7 @@ class TabularEvaluator:
             params=int(float(self._metric(record, cfg.params, record_key))) if cfg.params else 0,
             params_unpruned=int(float(self._metric(record, cfg.params, record_key))) if cfg.params else 0,
             record_key=record_key,
+            latency_source="benchmark" if cfg.latency_ms else "",
         )
 
     def _metric(self, record: dict[str, Any], field: str, key: str) -> Any:
