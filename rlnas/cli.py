@@ -60,6 +60,34 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from rlnas.export import ExportError, export_child
+    from rlnas.training.trainer import TrainingDiverged
+
+    try:
+        result = export_child(
+            args.run, args.arch, epochs=args.epochs, finetune_epochs=args.finetune_epochs, device=args.device,
+            out=args.out, onnx=not args.no_onnx, progress=not args.no_progress,
+        )  # fmt: skip
+    except (ExportError, TrainingDiverged) as err:
+        print(f"rlnas export: error: {err}", file=sys.stderr)
+        return 2
+    print((result.folder / "report.md").read_text())
+    print(f"export folder: {result.folder}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rlnas.report import COST_LABELS, markdown_table, report_run
+
+    report = report_run(args.run, args.plot)
+    print(f"Pareto front of {args.run} (accuracy up, {COST_LABELS[report.cost]} down): "
+          f"{len(report.front)} of {report.evaluated} evaluations")  # fmt: skip
+    print(markdown_table(report.front))
+    print(f"plot: {report.plot}")
+    return 0
+
+
 def _latency_build(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -152,6 +180,24 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--evaluate", action="store_true", help="train and measure each proposal")
     sample.add_argument("--device", default="cpu", help="where --evaluate trains (default: %(default)s)")
     sample.set_defaults(func=_sample)
+
+    export = sub.add_parser("export", help="train the best child fully, prune, test and export it (TorchScript, ONNX)")
+    export.add_argument("--run", type=Path, required=True, help="a run folder written by `rlnas search`")
+    export.add_argument("--arch", help="the architecture to export (default: the run's best child)")
+    export.add_argument("--epochs", type=int, default=2, help="training epochs, full width (default: %(default)s)")
+    export.add_argument(
+        "--finetune-epochs", type=int, default=1, help="fine-tuning epochs after pruning (default: %(default)s)"
+    )
+    export.add_argument("--device", default="cpu", help="where it trains: cpu or cuda (default: %(default)s)")
+    export.add_argument("--out", type=Path, help="export folder (default: RUN/exports/<best | arch>)")
+    export.add_argument("--no-onnx", action="store_true", help="do not write model.onnx")
+    export.add_argument("--no-progress", action="store_true", help="no progress bars")
+    export.set_defaults(func=_export)
+
+    report = sub.add_parser("report", help="print a run's Pareto front and plot accuracy against latency")
+    report.add_argument("--run", type=Path, required=True, help="a run folder written by `rlnas search`")
+    report.add_argument("--plot", type=Path, help="PNG file (default: RUN/pareto.png)")
+    report.set_defaults(func=_report)
 
     latency = sub.add_parser("latency", help="per-device latency lookup tables")
     latency_sub = latency.add_subparsers(dest="latency_command", required=True)
