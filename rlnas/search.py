@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import rlnas
 from rlnas.agents.baselines import make_strategy, run_strategy
-from rlnas.agents.callbacks import ChildLogger, ChildLoggingCallback
+from rlnas.agents.callbacks import PLOT_EVERY, ChildLogger, ChildLoggingCallback, log_hparams
 from rlnas.agents.controller import Controller
 from rlnas.agents.ppo import make_ppo
 from rlnas.agents.reward_shaping import RewardShaping
@@ -60,10 +60,12 @@ def run_search(
     progress_bar: bool = True,
     evaluator: Evaluator | None = None,
     command: str | None = None,
+    plot_every: int = PLOT_EVERY,
 ) -> SearchResult:
     """Search ``evaluations`` children with the agent preset's strategy (PPO, evolution, random or uniform).
 
     Writes the run folder and returns its best children; a PPO search also saves its reusable controller.
+    TensorBoard's Pareto plot, top-5 table and choice histograms are refreshed every ``plot_every`` children.
     """
     env_preset = env if isinstance(env, EnvPreset) else load_env_preset(env)
     agent_preset = agent if isinstance(agent, AgentPreset) else load_agent_preset(agent)
@@ -93,19 +95,23 @@ def run_search(
     started = time.time()
     controller = None
     if isinstance(agent_preset, PPOPreset):
-        model = _search_with_ppo(child_env, agent_preset, evaluations, seed, logger, progress_bar)
+        views = {"operators": child_env.space.operators, "plot_every": plot_every}
+        model = _search_with_ppo(child_env, agent_preset, evaluations, seed, logger, progress_bar, views)
         controller = Controller(model, child_env.space, child_env.reference_ms)
     else:
         strategy = make_strategy(agent_preset, child_env.space, seed)
-        child_logger = ChildLogger(logger, evaluations, progress_bar)
+        child_logger = ChildLogger(
+            logger, evaluations, progress_bar, operators=child_env.space.operators, plot_every=plot_every
+        )
         run_strategy(child_env, strategy, evaluations, seed, child_logger.log)
         child_logger.close()
         child_env.close()
-    logger.close()
     elapsed = time.time() - started
 
     store = EvaluationStore(run_dir / STORE_FILE)
     best = store.best(5)
+    log_hparams(logger, resolved, best[0]["reward"], len(store))
+    logger.close()
     if controller is not None:
         trained = {"evaluations": len(store), "best_arch": best[0]["arch"], "best_reward": best[0]["reward"]}
         controller.save(run_dir / "policy", env_preset, {"trained": trained})
@@ -116,12 +122,12 @@ def run_search(
 
 
 def _search_with_ppo(
-    env: ChildNetEnv, agent: PPOPreset, evaluations: int, seed: int, logger: Logger, progress_bar: bool
+    env: ChildNetEnv, agent: PPOPreset, evaluations: int, seed: int, logger: Logger, progress_bar: bool, views: dict
 ) -> PPO:
     vec_env = RewardShaping(DummyVecEnv([lambda: Monitor(env)]), agent.reward_transform, agent.repeated_children)
     model = make_ppo(agent, vec_env, seed)
     model.set_logger(logger)
-    model.learn(total_timesteps=evaluations, callback=ChildLoggingCallback(evaluations, progress_bar))
+    model.learn(total_timesteps=evaluations, callback=ChildLoggingCallback(evaluations, progress_bar, **views))
     vec_env.close()
     return model
 

@@ -1,10 +1,24 @@
-"""Log every evaluated child through SB3's logger (any strategy), and the SB3 callback that does it for PPO."""
+"""Log every evaluated child through SB3's logger (any strategy), and the SB3 callback that does it for PPO.
+
+Besides the per-child scalars, every ``plot_every`` evaluations (and at the end) TensorBoard gets the
+accuracy-latency scatter with the Pareto front (``search/pareto``), the top-5 architectures as a table
+(``search/top5``) and per-layer histograms of the chosen operators and keep-ratios (``arch/layer_<i>/*``).
+:func:`log_hparams` adds the run's settings with its final best reward (the HParams tab).
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.logger import Figure, HParam, Logger, TensorBoardOutputFormat
 from tqdm.auto import tqdm
+
+from rlnas.report import markdown_table, plot_pareto, top_children
+from rlnas.space.space import Arch
 
 CHILD_SCALARS = {
     "child/accuracy": "accuracy",
@@ -17,17 +31,35 @@ CHILD_SCALARS = {
     "reward/target": "target",
     "reward/exponent": "exponent",
 }
+PLOT_EVERY = 16
+_KEPT = ("arch", "status", "reward", "accuracy", "latency_ms", "flops", "params")
 
 
 class ChildLogger:
     """Write each child's metrics (``child/*``) and the search's progress (``search/*``) to an SB3 logger.
 
     Every evaluated child is one point on the step axis (the logger is dumped after each child); a tqdm bar
-    shows the progress towards ``max_evaluations``.
+    shows the progress towards ``max_evaluations``. Every ``plot_every`` children and on :meth:`close`, the
+    Pareto scatter, the top-5 table and the per-layer choice histograms (of the children since the last
+    refresh; operators as indices into ``operators``, the space's operator list) are refreshed.
     """
 
-    def __init__(self, logger: Logger, max_evaluations: int, progress_bar: bool = True) -> None:
+    def __init__(
+        self,
+        logger: Logger,
+        max_evaluations: int,
+        progress_bar: bool = True,
+        *,
+        operators: Sequence[str] = (),
+        plot_every: int = PLOT_EVERY,
+    ) -> None:
+        if plot_every < 1:
+            raise ValueError(f"plot_every must be at least 1, got {plot_every}")
         self.logger = logger
+        self.operators = tuple(operators)
+        self.plot_every = plot_every
+        self.children: list[dict[str, Any]] = []  # every child's metrics, for the scatter and the table
+        self._window: list[Arch] = []  # the architectures since the last refresh, for the histograms
         self.evaluations = 0
         self.diverged = 0
         self.best_reward = float("-inf")
@@ -49,24 +81,54 @@ class ChildLogger:
         self.logger.record("search/best_reward", self.best_reward)
         self.logger.record("search/evaluations", self.evaluations)
         self.logger.record("search/diverged", self.diverged)
+        self.children.append({k: info[k] for k in _KEPT})
+        self._window.append(Arch.parse(info["arch"]))
         self.logger.dump(self.evaluations)
+        if self.evaluations % self.plot_every == 0:
+            self._write_views()
         self._bar.update(1)
         self._bar.set_postfix(
             acc=f"{info['accuracy']:.3f}", lat_ms=f"{info['latency_ms']:.2f}", best=f"{self.best_reward:.4f}"
         )
 
     def close(self) -> None:
-        """Close the progress bar."""
+        """Refresh the plot, table and histograms if children came since the last refresh; close the progress bar."""
+        if self._window:
+            self._write_views()
         self._bar.close()
+
+    def _write_views(self) -> None:
+        legend = ", ".join(f"{i}: {op}" for i, op in enumerate(self.operators))
+        views: dict[str, Any] = {
+            "search/top5": markdown_table(top_children(self.children, 5))
+            + (f"\n\nOperator indices in arch/layer_*/operator: {legend}" if legend else "")
+        }
+        if any(c["status"] == "ok" for c in self.children):
+            figure = plot_pareto(self.children, title=f"{self.evaluations} evaluations")
+            views["search/pareto"] = Figure(figure, close=True)
+        for i in range(len(self._window[0].ops)):
+            if self.operators:
+                views[f"arch/layer_{i}/operator"] = np.array([self.operators.index(a.ops[i]) for a in self._window])
+            views[f"arch/layer_{i}/keep_ratio"] = np.array([a.keeps[i] for a in self._window])
+        write_tensorboard(self.logger, views, self.evaluations)
+        self._window = []
 
 
 class ChildLoggingCallback(BaseCallback):
     """Log every child a PPO search evaluates (see :class:`ChildLogger`); stop at ``max_evaluations``."""
 
-    def __init__(self, max_evaluations: int, progress_bar: bool = True) -> None:
+    def __init__(
+        self,
+        max_evaluations: int,
+        progress_bar: bool = True,
+        *,
+        operators: Sequence[str] = (),
+        plot_every: int = PLOT_EVERY,
+    ) -> None:
         super().__init__()
         self.max_evaluations = max_evaluations
         self.progress_bar = progress_bar
+        self.views = {"operators": operators, "plot_every": plot_every}
         self.child_logger: ChildLogger | None = None
 
     @property
@@ -75,7 +137,7 @@ class ChildLoggingCallback(BaseCallback):
         return self.child_logger.evaluations if self.child_logger else 0
 
     def _on_training_start(self) -> None:
-        self.child_logger = ChildLogger(self.logger, self.max_evaluations, self.progress_bar)
+        self.child_logger = ChildLogger(self.logger, self.max_evaluations, self.progress_bar, **self.views)
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
@@ -86,3 +148,39 @@ class ChildLoggingCallback(BaseCallback):
     def _on_training_end(self) -> None:
         if self.child_logger is not None:
             self.child_logger.close()
+
+
+def log_hparams(logger: Logger, settings: dict[str, dict[str, Any]], best_reward: float, step: int) -> None:
+    """Record ``settings`` (sections of nested dicts, e.g. the resolved presets) as TensorBoard HParams.
+
+    Names are ``section/dotted.key`` (``env/train.steps``). The metric is ``search/best_reward``, the scalar
+    the run logs per child, whose last value is ``best_reward``.
+    """
+    hparams = {
+        f"{section}/{key}": value
+        for section, values in settings.items()
+        for key, value in _flatten(values).items()
+        if value is not None
+    }
+    write_tensorboard(logger, {"hparams": HParam(hparams, {"search/best_reward": best_reward})}, step)
+
+
+def write_tensorboard(logger: Logger, values: dict[str, Any], step: int) -> None:
+    """Write ``values`` (figures, text, histograms, hparams) to the logger's TensorBoard output only.
+
+    Unlike ``logger.record`` + ``dump``, this adds no row to ``progress.csv``, which has no form for them.
+    """
+    for output in logger.output_formats:
+        if isinstance(output, TensorBoardOutputFormat):
+            output.write(values, dict.fromkeys(values, ()), step)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"steps": 5}}`` -> ``{"train.steps": 5}``; lists become JSON strings."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
+    return flat

@@ -1,0 +1,99 @@
+"""The Pareto front, the run report and the TensorBoard views (scatter, top-5 table, histograms, HParams)."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rlnas.cli import main
+from rlnas.config import load_agent_preset
+from rlnas.report import pareto_front, report_run
+from rlnas.search import run_search
+
+
+def dominates(a: dict, b: dict, cost: str = "latency_ms") -> bool:
+    """``a`` is at least as accurate and as cheap as ``b``, and better in one of the two."""
+    at_least = a["accuracy"] >= b["accuracy"] and a[cost] <= b[cost]
+    return at_least and (a["accuracy"] > b["accuracy"] or a[cost] < b[cost])
+
+
+def record(i: int, accuracy: float, latency_ms: float, status: str = "ok") -> dict:
+    return {"id": i, "arch": f"a{i}", "status": status, "accuracy": accuracy, "latency_ms": latency_ms,
+            "flops": 1000 * (i + 1), "params": 10, "reward": accuracy}  # fmt: skip
+
+
+def check_front(front: list[dict], records: list[dict], cost: str = "latency_ms") -> None:
+    ok = [r for r in records if r["status"] == "ok"]
+    for f, r in itertools.product(front, ok):
+        assert not dominates(r, f, cost), f"{r} dominates front member {f}"
+    for r in ok:
+        assert r in front or any(dominates(f, r, cost) or (f[cost], f["accuracy"]) == (r[cost], r["accuracy"])
+                                 for f in front), f"{r} is neither on the front nor dominated"  # fmt: skip
+    assert [f[cost] for f in front] == sorted(f[cost] for f in front)
+
+
+def test_pareto_front_of_a_small_set():
+    records = [record(0, 0.9, 3.0), record(1, 0.8, 1.0), record(2, 0.85, 2.0), record(3, 0.7, 2.5),
+               record(4, 0.95, 3.0), record(5, 0.99, 0.5, "diverged"), record(6, 0.8, 1.0)]  # fmt: skip
+    assert [r["id"] for r in pareto_front(records)] == [1, 2, 4]  # 0 and 3 dominated, 5 diverged, 6 a repeat of 1
+
+
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(1, 20)), min_size=1, max_size=30))
+def test_pareto_front_members_are_exactly_the_non_dominated(points):
+    records = [record(i, acc / 20, float(lat)) for i, (acc, lat) in enumerate(points)]
+    check_front(pareto_front(records), records)
+
+
+def test_without_latency_the_front_uses_flops():
+    records = [record(0, 0.9, 0.0), record(1, 0.8, 0.0), record(2, 0.7, 0.0)]  # flops 1000, 2000, 3000
+    assert [r["id"] for r in pareto_front(records)] == [0]
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory, _digits_preset):
+    """A real random search of 6 children on digits, views refreshed every 4 children (and at the end)."""
+    runs = tmp_path_factory.mktemp("runs")
+    run_search(_digits_preset, load_agent_preset("random"), evaluations=6, run_name="real", runs_dir=runs,
+               progress_bar=False, plot_every=4)  # fmt: skip
+    return runs / "real"
+
+
+def test_report_of_a_real_run(real_run, capsys):
+    from rlnas.store import EvaluationStore
+
+    records = EvaluationStore(real_run / "evaluations.sqlite").records()
+    report = report_run(real_run)
+    assert report.cost == "latency_ms" and report.evaluated == 6 and report.front
+    check_front(report.front, records)
+    assert report.plot == real_run / "pareto.png" and report.plot.read_bytes()[:4] == b"\x89PNG"
+
+    assert main(["report", "--run", str(real_run), "--plot", str(real_run / "p.png")]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(report.front)} of 6 evaluations" in out and (real_run / "p.png").is_file()
+    assert all(f"`{r['arch']}`" in out for r in report.front)
+
+
+def test_tensorboard_views_of_a_real_run(real_run):
+    sizes = {"images": 0, "histograms": 0, "tensors": 0, "scalars": 0}
+    events = EventAccumulator(str(real_run), size_guidance=sizes).Reload()
+    tags = events.Tags()
+    assert [e.step for e in events.Images("search/pareto")] == [4, 6], "every 4 children, and at the end"
+    top5 = events.Tensors("search/top5/text_summary")
+    assert [e.step for e in top5] == [4, 6]
+    text = top5[-1].tensor_proto.string_val[0].decode()
+    assert text.count("`") == 2 * 5 and "Operator indices" in text
+    for layer in range(4):
+        for kind in ("operator", "keep_ratio"):
+            histograms = events.Histograms(f"arch/layer_{layer}/{kind}")
+            assert [h.step for h in histograms] == [4, 6]
+            assert [h.histogram_value.num for h in histograms] == [4, 2], "the children since the last refresh"
+    keep = events.Histograms("arch/layer_0/keep_ratio")[0].histogram_value
+    assert 0.25 <= keep.min <= keep.max <= 1.0
+    assert "hparams" in tags.get("tensors", []) or events.PluginTagToContent("hparams"), "no HParams summary"
+    with open(real_run / "progress.csv") as f:
+        assert len(list(csv.DictReader(f))) == 6, "one CSV row per child, none for the views"
