@@ -36,12 +36,14 @@ def _search(args: argparse.Namespace) -> int:
         env, agent, evaluations=args.evaluations, run_name=args.run_name, runs_dir=args.runs_dir,
         device=args.device, seed=args.seed, target_latency_ms=args.target_latency,
         progress_bar=not args.no_progress, command=shlex.join(["rlnas", *sys.argv[1:]]),
+        plot_every=args.plot_every,
     )  # fmt: skip
     print(f"\n{result.evaluations} children evaluated; run folder: {result.run_dir}")
     print((result.run_dir / "summary.md").read_text())
     print(f"TensorBoard: tensorboard --logdir {result.run_dir}")
     if result.controller is not None:
         print(f"Reuse the policy: rlnas sample --run {result.run_dir} --top-k 5")
+    print(f"Pareto front: rlnas report --run {result.run_dir}; deploy the best: rlnas export --run {result.run_dir}")
     return 0
 
 
@@ -167,6 +169,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, help="controller seed (default: the agent preset's)")
     search.add_argument("--target-latency", type=float, help="latency target in ms (default: the env preset's)")
     search.add_argument("--no-progress", action="store_true", help="no progress bar")
+    search.add_argument(
+        "--plot-every", type=int, default=16, help="refresh TensorBoard's Pareto plot every N children (default: 16)"
+    )
     search.set_defaults(func=_search)
 
     sample = sub.add_parser("sample", help="propose architectures with a trained controller")
