@@ -189,9 +189,11 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="train the best child fully, prune, test and export it (TorchScript, ONNX)")
     export.add_argument("--run", type=Path, required=True, help="a run folder written by `rlnas search`")
     export.add_argument("--arch", help="the architecture to export (default: the run's best child)")
-    export.add_argument("--epochs", type=int, default=2, help="training epochs, full width (default: %(default)s)")
     export.add_argument(
-        "--finetune-epochs", type=int, default=1, help="fine-tuning epochs after pruning (default: %(default)s)"
+        "--epochs", type=int, help="training epochs at full width (default: 2, or the search's train.steps if more)"
+    )
+    export.add_argument(
+        "--finetune-epochs", type=int, help="fine-tuning epochs (default: 1, or the search's finetune_steps if more)"
     )
     export.add_argument("--device", default="cpu", help="where it trains: cpu or cuda (default: %(default)s)")
     export.add_argument("--out", type=Path, help="export folder (default: RUN/exports/<best | arch>)")

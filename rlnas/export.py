@@ -62,8 +62,8 @@ def export_child(
     run_dir: str | Path,
     arch: str | None = None,
     *,
-    epochs: int = 2,
-    finetune_epochs: int = 1,
+    epochs: int | None = None,
+    finetune_epochs: int | None = None,
     device: str = "cpu",
     out: str | Path | None = None,
     onnx: bool = True,
@@ -73,11 +73,12 @@ def export_child(
 
     Training runs ``epochs`` passes over the training split on the full-width child, then prunes it to its
     keep-ratios, recalibrates BatchNorm and fine-tunes for ``finetune_epochs`` passes, with the run's env preset
-    (data, space, optimizer, latency settings). The folder is ``out`` or ``run_dir/exports/<best | arch>``.
-    Raises :class:`ExportError` when the run has no trainable data (tabular evaluator) or an exported format
-    does not match the eager model.
+    (data, space, optimizer, latency settings). By default 2 and 1 passes, or the search's per-child budget
+    (``train.steps``, ``train.finetune_steps``) where that is more: the export never trains less than the search.
+    The folder is ``out`` or ``run_dir/exports/<best | arch>``. Raises :class:`ExportError` when the run has no
+    trainable data (tabular evaluator) or an exported format does not match the eager model.
     """
-    if epochs < 1 or finetune_epochs < 0:
+    if (epochs is not None and epochs < 1) or (finetune_epochs is not None and finetune_epochs < 0):
         raise ValueError(f"epochs must be >= 1 and finetune_epochs >= 0, got {epochs} and {finetune_epochs}")
     run_dir = Path(run_dir)
     preset = load_run_preset(run_dir)
@@ -93,10 +94,13 @@ def export_child(
 
     data = load_data(preset.data)
     per_epoch = math.ceil(len(data.train) / preset.train.batch_size)
-    steps, finetune_steps = epochs * per_epoch, finetune_epochs * per_epoch
+    t = preset.train
+    steps = epochs * per_epoch if epochs is not None else max(2 * per_epoch, t.steps)
+    finetune_steps = finetune_epochs * per_epoch if finetune_epochs is not None else max(per_epoch, t.finetune_steps)
     training = (
-        f"from scratch: {epochs} epoch(s) ({steps} steps) on the full-width child, prune, "
-        f"{finetune_epochs} fine-tuning epoch(s) ({finetune_steps} steps); {len(data.train)} training images"
+        f"from scratch: {steps} steps ({steps / per_epoch:.1f} epochs) on the full-width child, prune, "
+        f"{finetune_steps} fine-tuning steps ({finetune_steps / per_epoch:.1f} epochs); batch {t.batch_size}, "
+        f"{len(data.train)} training images (the search trained each child {t.steps} + {t.finetune_steps} steps)"
     )
     say(f"exporting {child} ({source['selected']}), training {training}")
     seed = child_seed(preset.seed, child)
@@ -123,8 +127,8 @@ def export_child(
         "source": source,
         "init": "scratch",
         "training": training,
-        "epochs": epochs,
-        "finetune_epochs": finetune_epochs,
+        "steps": steps,
+        "finetune_steps": finetune_steps,
         "seconds": {"train": times[0], "prune": times[1], "finetune": times[2]},
         "test_accuracy": test_acc,
         "val_accuracy": val_acc,

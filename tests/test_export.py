@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import re
 
 import pytest
@@ -28,8 +30,11 @@ def run_dir(tmp_path, digits_preset, fake_evaluator):
 
 
 def test_export_of_the_best_child_round_trips(run_dir, digits_preset):
-    result = export_child(run_dir, epochs=1, onnx=False, progress=False)
+    result = export_child(run_dir, onnx=False, progress=False)  # default budget: 2 epochs + 1 fine-tuning epoch
     folder, report = result.folder, result.report
+    per_epoch = math.ceil(len(load_data(digits_preset.data).train) / digits_preset.train.batch_size)
+    assert digits_preset.train.steps < 2 * per_epoch and digits_preset.train.finetune_steps < per_epoch
+    assert (report["steps"], report["finetune_steps"]) == (2 * per_epoch, per_epoch)
     assert folder == run_dir / "exports" / "best"
     for name in ("model.ts", "state_dict.pt", "arch.json", "report.json", "report.md"):
         assert (folder / name).is_file(), name
@@ -39,7 +44,7 @@ def test_export_of_the_best_child_round_trips(run_dir, digits_preset):
     assert report["arch"] == store.best(1)[0]["arch"] and report["source"]["search_id"] == store.best(1)[0]["id"]
     store.close()
     assert report["init"] == "scratch" and "from scratch" in (folder / "report.md").read_text()
-    assert 0.3 < report["test_accuracy"] <= 1.0, "one epoch on digits should learn far above chance (0.1)"
+    assert 0.3 < report["test_accuracy"] <= 1.0, "two epochs on digits should learn far above chance (0.1)"
     assert report["latency_ms"] > 0 and report["flops"] > 0
     assert report["params"] == sum(t.numel() for t in torch.jit.load(folder / "model.ts").parameters())
     assert json.loads((folder / "report.json").read_text()) == report
@@ -85,6 +90,15 @@ def test_onnx_is_skipped_with_the_reason_when_not_installed(run_dir, monkeypatch
     onnx = report["verification"]["onnx"]
     assert onnx["status"] == "skipped"
     assert re.fullmatch(r"onnx( and onnxscript)? not installed: .*rlnas\[export\].*", onnx["reason"])
+
+
+def test_export_trains_at_least_the_search_budget(tmp_path, digits_preset, fake_evaluator):
+    preset = dataclasses.replace(digits_preset, train=dataclasses.replace(digits_preset.train, steps=50))
+    run_search(preset, load_agent_preset("random"), evaluations=2, run_name="r", runs_dir=tmp_path,
+               evaluator=fake_evaluator, progress_bar=False)  # fmt: skip
+    report = export_child(tmp_path / "r", finetune_epochs=0, onnx=False, progress=False).report
+    assert report["steps"] == 50 and report["finetune_steps"] == 0
+    assert "the search trained each child 50 + 5 steps" in report["training"]
 
 
 def test_cli_exports_a_given_architecture(run_dir, capsys):
