@@ -81,7 +81,6 @@ def test_report_of_a_real_run(real_run, capsys):
 def test_tensorboard_views_of_a_real_run(real_run):
     sizes = {"images": 0, "histograms": 0, "tensors": 0, "scalars": 0}
     events = EventAccumulator(str(real_run), size_guidance=sizes).Reload()
-    tags = events.Tags()
     assert [e.step for e in events.Images("search/pareto")] == [4, 6], "every 4 children, and at the end"
     top5 = events.Tensors("search/top5/text_summary")
     assert [e.step for e in top5] == [4, 6]
@@ -94,6 +93,30 @@ def test_tensorboard_views_of_a_real_run(real_run):
             assert [h.histogram_value.num for h in histograms] == [4, 2], "the children since the last refresh"
     keep = events.Histograms("arch/layer_0/keep_ratio")[0].histogram_value
     assert 0.25 <= keep.min <= keep.max <= 1.0
-    assert "hparams" in tags.get("tensors", []) or events.PluginTagToContent("hparams"), "no HParams summary"
+    hparams = events.PluginTagToContent("hparams")
+    assert b"search/best_reward" in hparams["_hparams_/experiment"], "the metric of the HParams tab"
+    assert (
+        b"env/train.steps" in hparams["_hparams_/session_start_info"]
+        and b"agent/algo" in hparams["_hparams_/session_start_info"]
+    )
     with open(real_run / "progress.csv") as f:
         assert len(list(csv.DictReader(f))) == 6, "one CSV row per child, none for the views"
+
+
+def test_views_wait_for_a_successful_child(tmp_path):
+    from stable_baselines3.common.logger import configure
+
+    from rlnas.agents.callbacks import ChildLogger
+
+    logger = configure(str(tmp_path), ["tensorboard"])
+    child_logger = ChildLogger(logger, 3, progress_bar=False, operators=["conv3x3", "skip"], plot_every=1)
+    diverged = {"status": "diverged", "reward": 0.0, "accuracy": 0.0, "latency_ms": 0.0, "flops": 0, "params": 0}
+    child_logger.log({**diverged, "arch": "conv3x3@1.0|skip@0.5"})
+    ok = {"status": "ok", "accuracy": 0.5, "latency_ms": 1.0, "train_s": 1.0, "cost": 1.0, "target": 1.0, "exponent": 0}
+    child_logger.log({**diverged, **ok, "arch": "skip@1.0|skip@0.5"})
+    child_logger.close()
+    logger.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "tensors": 0, "histograms": 0}).Reload()
+    assert [e.step for e in events.Images("search/pareto")] == [2], "no plot while every child had diverged"
+    assert [e.step for e in events.Tensors("search/top5/text_summary")] == [1, 2]
+    assert [h.histogram_value.sum for h in events.Histograms("arch/layer_0/operator")] == [0.0, 1.0]
