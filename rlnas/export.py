@@ -88,7 +88,7 @@ def export_child(
             "export needs a run whose env preset has evaluator: scratch"
         )
     space = space_for(preset)
-    source = _select(run_dir, arch)
+    source = _select(run_dir, None if arch is None else str(space.parse(arch)))  # "conv3x3@1" -> "conv3x3@1.0"
     child = space.parse(source["arch"])
     say = tqdm.write if progress else (lambda _: None)
 

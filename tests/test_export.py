@@ -103,7 +103,8 @@ def test_export_trains_at_least_the_search_budget(tmp_path, digits_preset, fake_
 
 def test_cli_exports_a_given_architecture(run_dir, capsys):
     arch = "conv3x3@0.5|sep3x3@0.25|skip@1.0|mbconv3_k3@0.5"
-    code = main(["export", "--run", str(run_dir), "--arch", arch, "--epochs", "1", "--finetune-epochs", "0",
+    code = main(["export", "--run", str(run_dir), "--arch", arch.replace("@1.0", "@1"), "--epochs", "1",
+                 "--finetune-epochs", "0",
                  "--no-onnx", "--no-progress"])  # fmt: skip
     assert code == 0
     folder = run_dir / "exports" / "conv3x3-0.5_sep3x3-0.25_skip-1.0_mbconv3_k3-0.5"
