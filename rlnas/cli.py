@@ -42,12 +42,14 @@ def _search(args: argparse.Namespace) -> int:
             run_name=args.run_name, runs_dir=args.runs_dir, device=args.device, seed=args.seed,
             target_latency_ms=args.target_latency, init_policy=args.init_policy,
             progress_bar=not args.no_progress, command=shlex.join(["rlnas", *sys.argv[1:]]),
+            plot_every=args.plot_every,
         )  # fmt: skip
     print(f"\n{result.evaluations} children evaluated; run folder: {result.run_dir}")
     print((result.run_dir / "summary.md").read_text())
     print(f"TensorBoard: tensorboard --logdir {result.run_dir}")
     if result.controller is not None:
         print(f"Reuse the policy: rlnas sample --run {result.run_dir} --top-k 5")
+    print(f"Pareto front: rlnas report --run {result.run_dir}; deploy the best: rlnas export --run {result.run_dir}")
     return 0
 
 
@@ -63,6 +65,34 @@ def _sample(args: argparse.Namespace) -> int:
         if "reward" in row:
             line += f"  acc={row['accuracy']:.4f} lat={row['latency_ms']:.3f}ms reward={row['reward']:.4f}"
         print(line)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rlnas.export import ExportError, export_child
+    from rlnas.training.trainer import TrainingDiverged
+
+    try:
+        result = export_child(
+            args.run, args.arch, epochs=args.epochs, finetune_epochs=args.finetune_epochs, device=args.device,
+            out=args.out, onnx=not args.no_onnx, progress=not args.no_progress,
+        )  # fmt: skip
+    except (ExportError, TrainingDiverged) as err:
+        print(f"rlnas export: error: {err}", file=sys.stderr)
+        return 2
+    print((result.folder / "report.md").read_text())
+    print(f"export folder: {result.folder}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rlnas.report import COST_LABELS, markdown_table, report_run
+
+    report = report_run(args.run, args.plot)
+    print(f"Pareto front of {args.run} (accuracy up, {COST_LABELS[report.cost]} down): "
+          f"{len(report.front)} of {report.evaluated} evaluations")  # fmt: skip
+    print(markdown_table(report.front))
+    print(f"plot: {report.plot}")
     return 0
 
 
@@ -158,6 +188,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, help="controller seed (default: the agent preset's)")
     search.add_argument("--target-latency", type=float, help="latency target in ms (default: the env preset's)")
     search.add_argument("--no-progress", action="store_true", help="no progress bar")
+    search.add_argument(
+        "--plot-every", type=int, default=16, help="refresh TensorBoard's Pareto plot every N children (default: 16)"
+    )
     search.set_defaults(func=_search)
 
     sample = sub.add_parser("sample", help="propose architectures with a trained controller")
@@ -171,6 +204,26 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--evaluate", action="store_true", help="train and measure each proposal")
     sample.add_argument("--device", default="cpu", help="where --evaluate trains (default: %(default)s)")
     sample.set_defaults(func=_sample)
+
+    export = sub.add_parser("export", help="train the best child fully, prune, test and export it (TorchScript, ONNX)")
+    export.add_argument("--run", type=Path, required=True, help="a run folder written by `rlnas search`")
+    export.add_argument("--arch", help="the architecture to export (default: the run's best child)")
+    export.add_argument(
+        "--epochs", type=int, help="training epochs at full width (default: 2, or the search's train.steps if more)"
+    )
+    export.add_argument(
+        "--finetune-epochs", type=int, help="fine-tuning epochs (default: 1, or the search's finetune_steps if more)"
+    )
+    export.add_argument("--device", default="cpu", help="where it trains: cpu or cuda (default: %(default)s)")
+    export.add_argument("--out", type=Path, help="export folder (default: RUN/exports/<best | arch>)")
+    export.add_argument("--no-onnx", action="store_true", help="do not write model.onnx")
+    export.add_argument("--no-progress", action="store_true", help="no progress bars")
+    export.set_defaults(func=_export)
+
+    report = sub.add_parser("report", help="print a run's Pareto front and plot accuracy against latency")
+    report.add_argument("--run", type=Path, required=True, help="a run folder written by `rlnas search`")
+    report.add_argument("--plot", type=Path, help="PNG file (default: RUN/pareto.png)")
+    report.set_defaults(func=_report)
 
     latency = sub.add_parser("latency", help="per-device latency lookup tables")
     latency_sub = latency.add_subparsers(dest="latency_command", required=True)

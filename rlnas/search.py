@@ -28,7 +28,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import rlnas
 from rlnas.agents.baselines import make_strategy, run_strategy
-from rlnas.agents.callbacks import ChildLogger, ChildLoggingCallback
+from rlnas.agents.callbacks import PLOT_EVERY, ChildLogger, ChildLoggingCallback, log_hparams
 from rlnas.agents.checkpoints import CheckpointCallback, checkpoints, load_checkpoint
 from rlnas.agents.controller import Controller, load_controller
 from rlnas.agents.ppo import make_ppo
@@ -84,18 +84,22 @@ def run_search(
     progress_bar: bool = True,
     evaluator: Evaluator | None = None,
     command: str | None = None,
+    plot_every: int = PLOT_EVERY,
 ) -> SearchResult:
     """Search until ``evaluations`` distinct children are evaluated, with the agent preset's strategy.
 
     ``n_envs`` > 1 evaluates that many children at once in subprocesses (PPO only). ``init_policy``: a trained
     controller (run folder or policy folder) to start PPO from. Writes the run folder and returns its best
-    children; a PPO search also saves its reusable controller.
+    children; a PPO search also saves its reusable controller. TensorBoard's Pareto plot, top-5 table and
+    choice histograms are refreshed every ``plot_every`` evaluations.
     """
     env_preset = env if isinstance(env, EnvPreset) else load_env_preset(env)
     agent_preset = agent if isinstance(agent, AgentPreset) else load_agent_preset(agent)
     if evaluations < 1:
         raise ValueError(f"evaluations must be at least 1, got {evaluations}")
     max_steps = DEFAULT_STEPS_PER_EVALUATION * evaluations if max_steps is None else max_steps
+    if plot_every < 1:
+        raise ValueError(f"plot_every must be at least 1, got {plot_every}")
     if max_steps < evaluations:
         raise ValueError(f"max_steps ({max_steps}) must be at least the number of evaluations ({evaluations})")
     _check_parallel(n_envs, agent_preset, evaluator)
@@ -115,6 +119,7 @@ def run_search(
         "seed": seed, "device": device, "rlnas_version": rlnas.__version__,
         "target_latency_ms": target_latency_ms or env_preset.reward.latency_target,
         "space_fingerprint": space.fingerprint, "init_policy": str(init_policy) if init_policy else None,
+        "plot_every": plot_every,
     }  # fmt: skip
     resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
@@ -193,21 +198,22 @@ def _run(
         _make_env, env_preset, device=settings["device"], store_path=run_dir / STORE_FILE,
         target_latency_ms=settings["target_latency_ms"], evaluator=evaluator, max_evaluations=settings["evaluations"],
     )  # fmt: skip
+    views = {"operators": space.operators, "plot_every": settings["plot_every"], "progress_bar": progress_bar}
     started = time.time()
     controller = None
     try:
         if isinstance(agent_preset, PPOPreset):
-            model = _search_with_ppo(
-                make_env, agent_preset, settings, space, run_dir, store, logger, progress_bar, resume
-            )
+            model = _search_with_ppo(make_env, agent_preset, settings, space, run_dir, store, logger, views, resume)
             controller = Controller(model, space, env_preset.reward.latency_target)
         else:
-            _search_with_strategy(make_env, agent_preset, settings, space, store, logger, progress_bar, resume)
+            _search_with_strategy(make_env, agent_preset, settings, space, store, logger, views, resume)
+        best = store.best(5)
+        resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
+        log_hparams(logger, resolved, best[0]["reward"], store.step_count())
     finally:
         logger.close()
     elapsed = time.time() - started
 
-    best = store.best(5)
     if controller is not None:
         trained = {"evaluations": len(store), "best_arch": best[0]["arch"], "best_reward": best[0]["reward"]}
         controller.save(run_dir / "policy", env_preset, {"trained": trained})
@@ -238,17 +244,10 @@ def _logger(run_dir: Path, resume: bool) -> Logger:
     return Logger(str(run_dir), [TensorBoardOutputFormat(str(run_dir)), CSVOutputFormat(str(run_dir / csv_name))])
 
 
-def _resumed_counts(store: EvaluationStore) -> dict:
-    steps, records = store.steps(), store.records()
-    best = store.best(1)
-    return {
-        "steps": len(steps),
-        "evaluations": len(records),
-        "cache_hits": sum(s["cached"] for s in steps),
-        "diverged": sum(r["status"] != "ok" for r in records),
-        "best_reward": best[0]["reward"] if best else float("-inf"),
-        "best_arch": best[0]["arch"] if best else "",
-    }
+def _resumed(store: EvaluationStore) -> dict:
+    """What the child logger of a resumed search starts from: the steps kept, their cache hits, every child."""
+    steps = store.steps()
+    return {"steps": len(steps), "cache_hits": sum(s["cached"] for s in steps), "children": store.records()}
 
 
 def _search_with_ppo(
@@ -259,7 +258,7 @@ def _search_with_ppo(
     run_dir: Path,
     store: EvaluationStore,
     logger: Logger,
-    progress_bar: bool,
+    views: dict,
     resume: bool,
 ) -> PPO:
     n_envs = settings["n_envs"]
@@ -277,7 +276,7 @@ def _search_with_ppo(
             _init_from(model, settings["init_policy"], space)
     model.set_logger(logger)
     callbacks = [
-        ChildLoggingCallback(settings["evaluations"], progress_bar, _resumed_counts(store) if resume else None),
+        ChildLoggingCallback(settings["evaluations"], resumed=_resumed(store) if resume else None, **views),
         CheckpointCallback(run_dir / CHECKPOINT_DIR, agent.n_steps * n_envs, vec_env, store),
     ]
     remaining = settings["max_steps"] - model.num_timesteps
@@ -306,16 +305,14 @@ def _search_with_strategy(
     space: SearchSpace,
     store: EvaluationStore,
     logger: Logger,
-    progress_bar: bool,
+    views: dict,
     resume: bool,
 ) -> None:
     # Baselines are deterministic given their seed and rewards: a resumed one replays from its start, every
     # child it already evaluated being answered from the store.
     store.truncate_steps(0)
-    resumed = _resumed_counts(store) if resume else None
-    child_logger = ChildLogger(
-        logger, settings["evaluations"], progress_bar, resumed and {**resumed, "steps": 0, "cache_hits": 0}
-    )
+    resumed = {"children": store.records()} if resume else None
+    child_logger = ChildLogger(logger, settings["evaluations"], resumed=resumed, **views)
     env = make_env()
     try:
         strategy = make_strategy(agent, space, settings["seed"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 import numpy as np
@@ -182,6 +183,42 @@ def test_wrong_number_of_keeps_is_refused(tiny_space):
     model = build_model(tiny_space, tiny_space.uniform("conv3x3", 1.0))
     with pytest.raises(ValueError, match="3 keep-ratios given for 4 layers"):
         prune_child(model, (0.5, 0.5, 0.5))
+
+
+def test_pruning_twice_is_refused(tiny_space):
+    model = prune_child(build_model(tiny_space, tiny_space.uniform("conv3x3", 0.5)))
+    with pytest.raises(ValueError, match="already pruned"):
+        prune_child(model)
+
+
+# ------------------------------------------------------------------------ rebuilding from architecture JSON
+
+
+@pytest.mark.parametrize("op", list(OPERATORS))
+def test_pruned_child_rebuilds_from_its_arch_json_and_state_dict(tiny_space, op):
+    arch = Arch((op, "mbconv3_k3", op, "sep3x3"), (0.25, 0.5, 0.5, 0.25))
+    trained = pruned_copy(perturbed_model(tiny_space, arch), arch.keeps)
+    rebuilt = build_model(trained.arch_json())  # the pruned shape: the JSON records the keep-ratios
+    assert rebuilt.pruned_keeps == arch.keeps
+    rebuilt.load_state_dict(trained.state_dict())  # strict: every tensor has the same shape
+    x = torch.randn(3, *tiny_space.input_shape)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(x), trained(x))
+
+
+def test_arch_json_of_a_full_child_rebuilds_it_full_width(tiny_space):
+    arch = Arch(("conv3x3", "sep3x3", "mbconv6_k3", "skip"), (0.5, 0.25, 0.5, 1.0))
+    model = perturbed_model(tiny_space, arch)
+    data = json.loads(model.arch_json())
+    assert data["pruned_keeps"] is None and data["arch"] == str(arch)
+    rebuilt = build_model(data)
+    rebuilt.load_state_dict(model.state_dict())
+    assert count_params(build_model(data, pruned=True)) < count_params(rebuilt) == count_params(model)
+
+
+def test_build_model_with_a_space_needs_an_architecture(tiny_space):
+    with pytest.raises(TypeError, match="an architecture is needed"):
+        build_model(tiny_space)
 
 
 # --------------------------------------------------------------------------------- which channels are kept

@@ -1,10 +1,24 @@
-"""Log every evaluated child through SB3's logger (any strategy), and the SB3 callback that does it for PPO."""
+"""Log every evaluated child through SB3's logger (any strategy), and the SB3 callback that does it for PPO.
+
+Besides the per-child scalars, every ``plot_every`` evaluations (and at the end) TensorBoard gets the
+accuracy-latency scatter with the Pareto front (``search/pareto``), the top-5 architectures as a table
+(``search/top5``) and per-layer histograms of the chosen operators and keep-ratios (``arch/layer_<i>/*``).
+:func:`log_hparams` adds the run's settings with its final best reward (the HParams tab).
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.logger import Figure, HParam, Logger, TensorBoardOutputFormat
 from tqdm.auto import tqdm
+
+from rlnas.report import markdown_table, plot_pareto, top_children
+from rlnas.space.space import Arch
 
 CHILD_SCALARS = {
     "child/accuracy": "accuracy",
@@ -17,6 +31,8 @@ CHILD_SCALARS = {
     "reward/target": "target",
     "reward/exponent": "exponent",
 }
+PLOT_EVERY = 16
+_KEPT = ("arch", "status", "reward", "accuracy", "latency_ms", "flops", "params")
 
 
 class ChildLogger:
@@ -24,21 +40,38 @@ class ChildLogger:
 
     Every step is one point on the step axis (the logger is dumped after each step). A newly evaluated child
     logs its ``child/*`` metrics; a child answered from the store (a cache hit) only counts in
-    ``search/cache_hits``. A tqdm bar shows the distinct children evaluated out of ``max_evaluations``.
-    ``resumed``: the counts of a search that is being continued (steps, evaluations, diverged, best record).
+    ``search/cache_hits``. A tqdm bar shows the distinct children evaluated out of ``max_evaluations``. Every
+    ``plot_every`` evaluations and on :meth:`close`, the Pareto scatter, the top-5 table and the per-layer
+    choice histograms (of the children since the last refresh; operators as indices into ``operators``, the
+    space's operator list) are refreshed. ``resumed``: the state of a search that is being continued (counts,
+    best record, the children evaluated so far).
     """
 
     def __init__(
-        self, logger: Logger, max_evaluations: int, progress_bar: bool = True, resumed: dict | None = None
+        self,
+        logger: Logger,
+        max_evaluations: int,
+        progress_bar: bool = True,
+        *,
+        operators: Sequence[str] = (),
+        plot_every: int = PLOT_EVERY,
+        resumed: dict | None = None,
     ) -> None:
+        if plot_every < 1:
+            raise ValueError(f"plot_every must be at least 1, got {plot_every}")
         resumed = resumed or {}
         self.logger = logger
+        self.operators = tuple(operators)
+        self.plot_every = plot_every
+        self.children: list[dict[str, Any]] = [{k: c[k] for k in _KEPT} for c in resumed.get("children", [])]
+        self._window: list[Arch] = []  # the architectures since the last refresh, for the histograms
         self.steps = resumed.get("steps", 0)
-        self.evaluations = resumed.get("evaluations", 0)
+        self.evaluations = len(self.children)
         self.cache_hits = resumed.get("cache_hits", 0)
-        self.diverged = resumed.get("diverged", 0)
-        self.best_reward = resumed.get("best_reward", float("-inf"))
-        self.best_arch = resumed.get("best_arch", "")
+        self.diverged = sum(c["status"] != "ok" for c in self.children)
+        best = max(self.children, key=lambda c: c["reward"], default=None)
+        self.best_reward = best["reward"] if best else float("-inf")
+        self.best_arch = best["arch"] if best else ""
         self.latency_source = ""
         self._bar = tqdm(
             total=max_evaluations, initial=self.evaluations, desc="search", unit="child", disable=not progress_bar
@@ -49,7 +82,27 @@ class ChildLogger:
         self.steps += 1
         if info["cached"]:
             self.cache_hits += 1
-        elif info["status"] == "ok":
+        else:
+            self._new_child(info)
+        if info["reward"] > self.best_reward:
+            self.best_reward, self.best_arch = info["reward"], info["arch"]
+            self.logger.record("search/best_arch", f"{self.best_arch} (reward {self.best_reward:.4f})")
+        self.logger.record("search/best_reward", self.best_reward)
+        self.logger.record("search/evaluations", self.evaluations)
+        self.logger.record("search/cache_hits", self.cache_hits)
+        self.logger.record("search/diverged", self.diverged)
+        self.logger.dump(self.steps)
+        if not info["cached"] and self.evaluations % self.plot_every == 0:
+            self._write_views()
+        self._bar.set_postfix(
+            acc=f"{info['accuracy']:.3f}", lat_ms=f"{info['latency_ms']:.2f}", best=f"{self.best_reward:.4f}",
+            hits=self.cache_hits,
+        )  # fmt: skip
+
+    def _new_child(self, info: dict) -> None:
+        self.evaluations += 1
+        self._bar.update(1)
+        if info["status"] == "ok":
             for tag, key in CHILD_SCALARS.items():
                 self.logger.record(tag, info[key])
             if info.get("latency_source", "") != self.latency_source:
@@ -58,45 +111,51 @@ class ChildLogger:
         else:
             self.diverged += 1
             self.logger.record("child/reward", info["reward"])
-        if info["reward"] > self.best_reward:
-            self.best_reward, self.best_arch = info["reward"], info["arch"]
-            self.logger.record("search/best_arch", f"{self.best_arch} (reward {self.best_reward:.4f})")
-        self.logger.record("search/best_reward", self.best_reward)
-        self.logger.record("search/evaluations", info["evaluations"])
-        self.logger.record("search/cache_hits", self.cache_hits)
-        self.logger.record("search/diverged", self.diverged)
-        self.logger.dump(self.steps)
-        self._bar.update(max(0, info["evaluations"] - self.evaluations))
-        self.evaluations = max(self.evaluations, info["evaluations"])
-        self._bar.set_postfix(
-            acc=f"{info['accuracy']:.3f}", lat_ms=f"{info['latency_ms']:.2f}", best=f"{self.best_reward:.4f}",
-            hits=self.cache_hits,
-        )  # fmt: skip
+        self.children.append({k: info[k] for k in _KEPT})
+        self._window.append(Arch.parse(info["arch"]))
 
     def close(self) -> None:
-        """Close the progress bar."""
+        """Refresh the plot, table and histograms if children came since the last refresh; close the progress bar."""
+        if self._window:
+            self._write_views()
         self._bar.close()
+
+    def _write_views(self) -> None:
+        legend = ", ".join(f"{i}: {op}" for i, op in enumerate(self.operators))
+        views: dict[str, Any] = {
+            "search/top5": markdown_table(top_children(self.children, 5))
+            + (f"\n\nOperator indices in arch/layer_*/operator: {legend}" if legend else "")
+        }
+        if any(c["status"] == "ok" for c in self.children):
+            figure = plot_pareto(self.children, title=f"{self.evaluations} evaluations")
+            views["search/pareto"] = Figure(figure, close=True)
+        for i in range(len(self._window[0].ops) if self._window else 0):
+            if self.operators:
+                views[f"arch/layer_{i}/operator"] = np.array([self.operators.index(a.ops[i]) for a in self._window])
+            views[f"arch/layer_{i}/keep_ratio"] = np.array([a.keeps[i] for a in self._window])
+        write_tensorboard(self.logger, views, self.steps)
+        self._window = []
 
 
 class ChildLoggingCallback(BaseCallback):
     """Log every child a PPO search reaches (see :class:`ChildLogger`); stop once ``max_evaluations`` distinct
     children are evaluated (or an environment reports its budget exhausted)."""
 
-    def __init__(self, max_evaluations: int, progress_bar: bool = True, resumed: dict | None = None) -> None:
+    def __init__(self, max_evaluations: int, progress_bar: bool = True, **logger_kwargs: Any) -> None:
         super().__init__()
         self.max_evaluations = max_evaluations
         self.progress_bar = progress_bar
-        self.resumed = resumed
+        self.logger_kwargs = logger_kwargs
         self.child_logger: ChildLogger | None = None
         self._exhausted = False
 
     @property
     def evaluations(self) -> int:
-        """Children logged so far."""
+        """Distinct children evaluated so far."""
         return self.child_logger.evaluations if self.child_logger else 0
 
     def _on_training_start(self) -> None:
-        self.child_logger = ChildLogger(self.logger, self.max_evaluations, self.progress_bar, self.resumed)
+        self.child_logger = ChildLogger(self.logger, self.max_evaluations, self.progress_bar, **self.logger_kwargs)
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
@@ -109,3 +168,39 @@ class ChildLoggingCallback(BaseCallback):
     def _on_training_end(self) -> None:
         if self.child_logger is not None:
             self.child_logger.close()
+
+
+def log_hparams(logger: Logger, settings: dict[str, dict[str, Any]], best_reward: float, step: int) -> None:
+    """Record ``settings`` (sections of nested dicts, e.g. the resolved presets) as TensorBoard HParams.
+
+    Names are ``section/dotted.key`` (``env/train.steps``). The metric is ``search/best_reward``, the scalar
+    the run logs per child, whose last value is ``best_reward``.
+    """
+    hparams = {
+        f"{section}/{key}": value
+        for section, values in settings.items()
+        for key, value in _flatten(values).items()
+        if value is not None
+    }
+    write_tensorboard(logger, {"hparams": HParam(hparams, {"search/best_reward": best_reward})}, step)
+
+
+def write_tensorboard(logger: Logger, values: dict[str, Any], step: int) -> None:
+    """Write ``values`` (figures, text, histograms, hparams) to the logger's TensorBoard output only.
+
+    Unlike ``logger.record`` + ``dump``, this adds no row to ``progress.csv``, which has no form for them.
+    """
+    for output in logger.output_formats:
+        if isinstance(output, TensorBoardOutputFormat):
+            output.write(values, dict.fromkeys(values, ()), step)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"steps": 5}}`` -> ``{"train.steps": 5}``; lists become JSON strings."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
+    return flat

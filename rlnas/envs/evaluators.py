@@ -18,12 +18,12 @@ from typing import Any, Literal, Protocol
 
 import torch
 
-from rlnas.config import EnvPreset
+from rlnas.config import EnvPreset, TrainConfig
 from rlnas.latency import count_flops, count_params
 from rlnas.latency.source import latency_source
 from rlnas.pruning import prune_child
-from rlnas.space import Arch, SearchSpace, build_model
-from rlnas.training.data import DataSplits, dataset_shape, load_data
+from rlnas.space import Arch, ChildNet, SearchSpace, build_model
+from rlnas.training.data import DataSplits, Split, dataset_shape, load_data
 from rlnas.training.trainer import TrainingDiverged, accuracy, fit, recalibrate_bn
 
 
@@ -94,6 +94,39 @@ def space_for(preset: EnvPreset) -> SearchSpace:
     return SearchSpace(preset.space, input_shape, num_classes)
 
 
+def train_prune_finetune(
+    model: ChildNet,
+    data: Split,
+    train: TrainConfig,
+    *,
+    seed: int,
+    device: str | torch.device = "cpu",
+    steps: int | None = None,
+    finetune_steps: int | None = None,
+    progress: bool = False,
+) -> tuple[float, float, float]:
+    """Train the full-width ``model``, prune it to its keep-ratios, recalibrate BatchNorm, fine-tune it.
+
+    The budget is ``train.steps`` and ``train.finetune_steps`` unless ``steps``/``finetune_steps`` are given.
+    Returns the seconds spent training, pruning (with recalibration) and fine-tuning; raises
+    :class:`~rlnas.training.trainer.TrainingDiverged` when a loss becomes NaN/inf.
+    """
+    common = {"lr": train.lr, "batch_size": train.batch_size, "weight_decay": train.weight_decay}
+    common |= {"optimizer": train.optimizer, "device": device}
+    clock = time.perf_counter()
+    steps = train.steps if steps is None else steps
+    fit(model, data, steps=steps, seed=seed, progress="train" if progress else None, **common)
+    train_s, clock = time.perf_counter() - clock, time.perf_counter()
+    prune_child(model)
+    batches = train.recalibration_batches
+    recalibrate_bn(model, data, batches=batches, batch_size=train.batch_size, device=device, seed=seed)
+    prune_s, clock = time.perf_counter() - clock, time.perf_counter()
+    common["lr"] = train.finetune_lr
+    finetune_steps = train.finetune_steps if finetune_steps is None else finetune_steps
+    fit(model, data, steps=finetune_steps, seed=seed + 1, progress="fine-tune" if progress else None, **common)
+    return train_s, prune_s, time.perf_counter() - clock
+
+
 class ScratchEvaluator:
     """Train every child from scratch on the preset's budget, prune it for real, fine-tune, evaluate."""
 
@@ -114,33 +147,19 @@ class ScratchEvaluator:
 
     def evaluate(self, arch: Arch) -> EvalResult:
         """Train, prune, fine-tune, evaluate and measure one child."""
-        t, cfg = self.preset.train, self.preset
+        cfg = self.preset
         seed = child_seed(cfg.seed, arch)
         torch.manual_seed(seed)
         model = build_model(self.space, arch)
         params_unpruned = count_params(model)
-        common = {"lr": t.lr, "batch_size": t.batch_size, "weight_decay": t.weight_decay}
-        common |= {"optimizer": t.optimizer, "device": self.device}
-        clock = time.perf_counter()
         try:
-            fit(model, self.data.train, steps=t.steps, seed=seed, **common)
-            train_s, clock = time.perf_counter() - clock, time.perf_counter()
-            prune_child(model, arch)
-            recalibrate_bn(
-                model,
-                self.data.train,
-                batches=t.recalibration_batches,
-                batch_size=t.batch_size,
-                device=self.device,
-                seed=seed,
+            train_s, prune_s, finetune_s = train_prune_finetune(
+                model, self.data.train, cfg.train, seed=seed, device=self.device
             )
-            prune_s, clock = time.perf_counter() - clock, time.perf_counter()
-            common["lr"] = t.finetune_lr
-            fit(model, self.data.train, steps=t.finetune_steps, seed=seed + 1, **common)
         except TrainingDiverged as err:
             return EvalResult(str(arch), "diverged", 0.0, 0.0, 0, 0, params_unpruned, reason=str(err))
-        finetune_s, clock = time.perf_counter() - clock, time.perf_counter()
-        acc = accuracy(model, self.data.val, batch_size=t.eval_batch_size, device=self.device)
+        clock = time.perf_counter()
+        acc = accuracy(model, self.data.val, batch_size=cfg.train.eval_batch_size, device=self.device)
         eval_s, clock = time.perf_counter() - clock, time.perf_counter()
         latency_ms = self.latency(model, arch)
         latency_s = time.perf_counter() - clock

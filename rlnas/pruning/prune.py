@@ -31,7 +31,13 @@ def kept_channels(channels: int, keep: float) -> int:
 
 
 def prune_child(model: ChildNet, keeps: Arch | tuple[float, ...] | None = None) -> ChildNet:
-    """Prune ``model`` in place to ``keeps`` (default: the keep-ratios of its own architecture); returns it."""
+    """Prune ``model`` in place to ``keeps`` (default: the keep-ratios of its own architecture); returns it.
+
+    The keep-ratios are recorded in ``model.pruned_keeps`` (and its :meth:`~ChildNet.arch_json`); a model is
+    pruned once: ratios apply to the full widths.
+    """
+    if model.pruned_keeps is not None:
+        raise ValueError(f"this child is already pruned (to keep-ratios {list(model.pruned_keeps)}); prune a full one")
     if keeps is None:
         keeps = Arch.parse(model.arch).keeps
     elif isinstance(keeps, Arch):
@@ -42,6 +48,7 @@ def prune_child(model: ChildNet, keeps: Arch | tuple[float, ...] | None = None) 
     for i, (layer, keep) in enumerate(zip(model.layers, keeps, strict=True)):
         idx = prune_layer(i, layer, idx, keep)
     model.classifier = slice_linear_inputs(model.classifier, idx)
+    model.pruned_keeps = tuple(float(k) for k in keeps)
     return model
 
 

@@ -59,13 +59,19 @@ class Split:
 
 @dataclass
 class DataSplits:
-    """The three splits of a data set and its shape."""
+    """The three splits of a data set and its shape.
+
+    ``mean``/``std``: the per-channel statistics (of the training split, as the loader reads the raw images)
+    that every split was normalised with; a deployed model expects inputs normalised the same way.
+    """
 
     train: Split
     val: Split
     test: Split
     input_shape: tuple[int, int, int]
     num_classes: int
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
 
 
 def default_root() -> Path:
@@ -111,6 +117,8 @@ def load_data(cfg: DataConfig) -> DataSplits:
         test=split(x_test, y_test),
         input_shape=(c, h, w),
         num_classes=num_classes,
+        mean=tuple(mean.flatten().tolist()),
+        std=tuple(std.flatten().tolist()),
     )
 
 

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from rlnas.training.data import Split
 
@@ -26,8 +27,12 @@ def fit(
     optimizer: str = "adamw",
     device: str | torch.device = "cpu",
     seed: int = 0,
+    progress: str | None = None,
 ) -> float:
-    """Run ``steps`` optimizer steps with a cosine learning-rate schedule; return the mean loss of the last 10%."""
+    """Run ``steps`` optimizer steps with a cosine learning-rate schedule; return the mean loss of the last 10%.
+
+    ``progress``: show a tqdm bar with this description.
+    """
     if steps <= 0:
         return math.nan
     if len(data) == 0:
@@ -42,6 +47,7 @@ def fit(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     generator = torch.Generator().manual_seed(seed)
     tail, losses, step = max(1, steps // 10), [], 0
+    bar = tqdm(total=steps, desc=progress, unit="step", disable=progress is None)
     while step < steps:
         for x, y in data.batches(batch_size, generator):
             loss = F.cross_entropy(model(x.to(device)), y.to(device))
@@ -52,10 +58,13 @@ def fit(
             opt.step()
             schedule.step()
             step += 1
+            bar.update(1)
             if step > steps - tail:
                 losses.append(loss.item())
             if step == steps:
                 break
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    bar.close()
     return sum(losses) / len(losses)
 
 

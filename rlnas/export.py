@@ -1,0 +1,294 @@
+"""Export a searched child: train it on a larger budget, prune it, test it, measure it, write a deployable folder.
+
+``runs/NAME/exports/<best | arch>/`` holds ``model.ts`` (TorchScript), ``model.onnx`` (when the ``onnx``
+extra is installed), ``state_dict.pt`` with ``arch.json`` (``rlnas.build_model(arch_json)`` rebuilds the
+pruned model, so the state dict loads), and ``report.json`` / ``report.md`` (test accuracy, latency, FLOPs,
+parameters, device, how it was trained, and how well each format matched the eager model on a test batch).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import platform
+import re
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor
+from tqdm.auto import tqdm
+
+import rlnas
+from rlnas.config import EnvPreset, load_env_preset
+from rlnas.envs.evaluators import child_seed, space_for, train_prune_finetune
+from rlnas.latency import count_flops, count_params, measure_latency, torch_threads
+from rlnas.latency.table import device_name
+from rlnas.space import ChildNet, build_model
+from rlnas.store import EvaluationStore
+from rlnas.training.data import load_data
+from rlnas.training.trainer import accuracy
+
+VERIFY_BATCH = 32
+TOLERANCE = 1e-4  # absolute and relative, on the logits
+
+
+class ExportError(RuntimeError):
+    """An export could not be made or did not verify; the message says why."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The export folder and its report (the content of ``report.json``)."""
+
+    folder: Path
+    report: dict[str, Any]
+
+
+def load_run_preset(run_dir: str | Path) -> EnvPreset:
+    """The resolved env preset a run was searched with (its ``config.yaml``)."""
+    config = Path(run_dir) / "config.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(f"no config.yaml in {run_dir}: give a run folder written by `rlnas search`")
+    return load_env_preset(yaml.safe_load(config.read_text())["env"])
+
+
+def export_child(
+    run_dir: str | Path,
+    arch: str | None = None,
+    *,
+    epochs: int | None = None,
+    finetune_epochs: int | None = None,
+    device: str = "cpu",
+    out: str | Path | None = None,
+    onnx: bool = True,
+    progress: bool = True,
+) -> ExportResult:
+    """Train the run's best child (or ``arch``) from scratch, prune, evaluate, measure and export it.
+
+    Training runs ``epochs`` passes over the training split on the full-width child, then prunes it to its
+    keep-ratios, recalibrates BatchNorm and fine-tunes for ``finetune_epochs`` passes, with the run's env preset
+    (data, space, optimizer, latency settings). By default 2 and 1 passes, or the search's per-child budget
+    (``train.steps``, ``train.finetune_steps``) where that is more: the export never trains less than the search.
+    The folder is ``out`` or ``run_dir/exports/<best | arch>``. Raises :class:`ExportError` when the run has no
+    trainable data (tabular evaluator) or an exported format does not match the eager model.
+    """
+    if (epochs is not None and epochs < 1) or (finetune_epochs is not None and finetune_epochs < 0):
+        raise ValueError(f"epochs must be >= 1 and finetune_epochs >= 0, got {epochs} and {finetune_epochs}")
+    run_dir = Path(run_dir)
+    preset = load_run_preset(run_dir)
+    if preset.evaluator != "scratch":
+        raise ExportError(
+            f"{run_dir} used the {preset.evaluator} evaluator (metrics looked up, no data to train on): "
+            "export needs a run whose env preset has evaluator: scratch"
+        )
+    space = space_for(preset)
+    source = _select(run_dir, None if arch is None else str(space.parse(arch)))  # "conv3x3@1" -> "conv3x3@1.0"
+    child = space.parse(source["arch"])
+    say = tqdm.write if progress else (lambda _: None)
+
+    data = load_data(preset.data)
+    per_epoch = math.ceil(len(data.train) / preset.train.batch_size)
+    t = preset.train
+    steps = epochs * per_epoch if epochs is not None else max(2 * per_epoch, t.steps)
+    finetune_steps = finetune_epochs * per_epoch if finetune_epochs is not None else max(per_epoch, t.finetune_steps)
+    training = (
+        f"from scratch: {steps} steps ({steps / per_epoch:.1f} epochs) on the full-width child, prune, "
+        f"{finetune_steps} fine-tuning steps ({finetune_steps / per_epoch:.1f} epochs); batch {t.batch_size}, "
+        f"{len(data.train)} training images (the search trained each child {t.steps} + {t.finetune_steps} steps)"
+    )
+    say(f"exporting {child} ({source['selected']}), training {training}")
+    seed = child_seed(preset.seed, child)
+    torch.manual_seed(seed)
+    model = build_model(space, child)
+    params_unpruned = count_params(model)
+    threads = torch_threads(preset.train.threads) if preset.train.threads else nullcontext()
+    with threads:
+        times = train_prune_finetune(
+            model, data.train, preset.train, seed=seed, device=device,
+            steps=steps, finetune_steps=finetune_steps, progress=progress,
+        )  # fmt: skip
+        test_acc = accuracy(model, data.test, batch_size=preset.train.eval_batch_size, device=device)
+        val_acc = accuracy(model, data.val, batch_size=preset.train.eval_batch_size, device=device)
+    latency_ms = measure_latency(model, space.input_shape, preset.latency)
+    model = model.cpu().eval()
+
+    folder = Path(out) if out else run_dir / "exports" / ("best" if arch is None else _slug(str(child)))
+    folder.mkdir(parents=True, exist_ok=True)
+    batch = data.test.x[:VERIFY_BATCH]
+    checks = _write_formats(model, folder, batch, onnx)
+    report = {
+        "arch": str(child),
+        "source": source,
+        "init": "scratch",
+        "training": training,
+        "steps": steps,
+        "finetune_steps": finetune_steps,
+        "seconds": {"train": times[0], "prune": times[1], "finetune": times[2]},
+        "test_accuracy": test_acc,
+        "val_accuracy": val_acc,
+        "latency_ms": latency_ms,
+        "flops": count_flops(model, space.input_shape),
+        "params": count_params(model),
+        "params_unpruned": params_unpruned,
+        "device": {
+            "train": str(device),
+            "latency": preset.latency.device,
+            "latency_device_name": device_name(preset.latency.device),
+            "latency_threads": preset.latency.threads,
+            "latency_batch_size": preset.latency.batch_size,
+        },
+        "input": {
+            "shape": list(space.input_shape),
+            "data": preset.data.name,
+            "normalize_mean": list(data.mean),
+            "normalize_std": list(data.std),
+        },
+        "env_preset": preset.name,
+        "space_fingerprint": space.fingerprint,
+        "verification": checks,
+        "versions": {"rlnas": rlnas.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        "files": sorted(p.name for p in folder.iterdir() if p.name not in ("report.json", "report.md")),
+    }
+    (folder / "report.json").write_text(json.dumps(report, indent=2))
+    (folder / "report.md").write_text(_markdown(report))
+    failed = [name for name, check in checks.items() if check["status"] == "mismatch"]
+    if failed:
+        raise ExportError(f"{', '.join(failed)} output differs from the eager model on a test batch: see {folder}")
+    say(f"exported to {folder}: test accuracy {test_acc:.4f}, latency {latency_ms:.3f} ms")
+    return ExportResult(folder, report)
+
+
+def _select(run_dir: Path, arch: str | None) -> dict[str, Any]:
+    """Which child to export, with what the search measured for it (if it evaluated it)."""
+    store_path = run_dir / "evaluations.sqlite"
+    store = EvaluationStore(store_path) if store_path.is_file() else None
+    try:
+        if arch is None:
+            best = store.best(1) if store is not None else []
+            if not best:
+                raise ExportError(f"{run_dir} has no evaluated children: pass --arch, or export a finished run")
+            record, selected = best[0], "best child of the run"
+        else:
+            records = [r for r in (store.records() if store else []) if r["arch"] == arch]
+            record, selected = max(records, key=lambda r: r["reward"], default=None), "given by --arch"
+    finally:
+        if store is not None:
+            store.close()
+    source: dict[str, Any] = {"arch": arch if record is None else record["arch"], "selected": selected}
+    if record is not None:
+        source |= {"search_id": record["id"], "search_reward": record["reward"]}
+        source |= {"search_val_accuracy": record["accuracy"], "search_latency_ms": record["latency_ms"]}
+    return source
+
+
+def _slug(arch: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.\-]+", "_", arch.replace("@", "-"))
+
+
+def _write_formats(model: ChildNet, folder: Path, batch: Tensor, onnx: bool) -> dict[str, dict[str, Any]]:
+    """Write ``state_dict.pt``, ``arch.json``, ``model.ts`` and ``model.onnx``; check each against ``model``."""
+    with torch.inference_mode():
+        expected = model(batch)
+    checks = {}
+    torch.save(model.state_dict(), folder / "state_dict.pt")
+    (folder / "arch.json").write_text(json.dumps(json.loads(model.arch_json()), indent=2))
+    rebuilt = build_model((folder / "arch.json").read_text())
+    rebuilt.load_state_dict(torch.load(folder / "state_dict.pt", weights_only=True))
+    checks["state_dict"] = _compare(rebuilt.eval(), batch, expected)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated")
+        torch.jit.save(torch.jit.script(model), folder / "model.ts")
+        scripted = torch.jit.load(folder / "model.ts")
+    checks["torchscript"] = _compare(scripted, batch, expected)
+
+    onnx_file = folder / "model.onnx"
+    onnx_file.unlink(missing_ok=True)
+    if not onnx:
+        checks["onnx"] = {"status": "skipped", "reason": "not asked for (--no-onnx)"}
+    elif missing := _missing("onnx", "onnxscript"):
+        checks["onnx"] = {"status": "skipped", "reason": f"{missing} not installed: pip install 'rlnas[export]'"}
+    else:
+        batch_dim = torch.export.Dim("batch")
+        torch.onnx.export(
+            model, (batch,), onnx_file, dynamo=True, dynamic_shapes={"x": {0: batch_dim}},
+            external_data=False, verbose=False,
+        )  # fmt: skip
+        checks["onnx"] = _compare_onnx(onnx_file, batch, expected)
+    return checks
+
+
+def _missing(*modules: str) -> str | None:
+    names = [m for m in modules if importlib.util.find_spec(m) is None]
+    return " and ".join(names) or None
+
+
+@torch.inference_mode()
+def _compare(module: torch.nn.Module, batch: Tensor, expected: Tensor) -> dict[str, Any]:
+    return _verdict(module(batch), expected)
+
+
+def _compare_onnx(path: Path, batch: Tensor, expected: Tensor) -> dict[str, Any]:
+    if missing := _missing("onnxruntime"):
+        return {"status": "unchecked", "reason": f"{missing} not installed: pip install 'rlnas[export]'"}
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (output,) = session.run(None, {session.get_inputs()[0].name: batch.numpy()})
+    return _verdict(torch.from_numpy(output), expected)
+
+
+def _verdict(actual: Tensor, expected: Tensor) -> dict[str, Any]:
+    diff = float((actual - expected).abs().max())
+    close = torch.allclose(actual, expected, rtol=TOLERANCE, atol=TOLERANCE)
+    return {"status": "match" if close else "mismatch", "max_abs_diff": diff, "batch": len(expected)}
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    dev, src = r["device"], r["source"]
+    searched = "."
+    if "search_reward" in src:
+        searched = f"; search reward {src['search_reward']:.4f}, search val. accuracy {src['search_val_accuracy']:.4f}."
+    lines = [
+        f"# Export of `{r['arch']}`",
+        "",
+        f"Source: {src['selected']} ({r['env_preset']} preset, space {r['space_fingerprint']}){searched}",
+        f"Training: {r['training']}.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| test accuracy | {r['test_accuracy']:.4f} |",
+        f"| validation accuracy | {r['val_accuracy']:.4f} |",
+        f"| latency | {r['latency_ms']:.3f} ms ({dev['latency']}: {dev['latency_device_name']}, "
+        f"{dev['latency_threads']} thread(s), batch {dev['latency_batch_size']}) |",
+        f"| FLOPs | {r['flops'] / 1e6:.3f} M |",
+        f"| parameters | {r['params']} (unpruned {r['params_unpruned']}) |",
+        f"| trained on | {dev['train']} |",
+        "",
+        "| format | check on a test batch |",
+        "|---|---|",
+    ]
+    for name, check in r["verification"].items():
+        detail = f"max abs diff {check['max_abs_diff']:.2e}" if "max_abs_diff" in check else check["reason"]
+        lines.append(f"| {name} | {check['status']} ({detail}) |")
+    inp = r["input"]
+    lines += [
+        "",
+        f"Input: {inp['shape']} ({inp['data']}), normalised per channel with mean {inp['normalize_mean']} and "
+        f"std {inp['normalize_std']} of the raw training images as rlnas reads them.",
+        "",
+        "```python",
+        "import torch, rlnas",
+        'model = rlnas.build_model(open("arch.json").read())  # the pruned shape',
+        'model.load_state_dict(torch.load("state_dict.pt"))',
+        'scripted = torch.jit.load("model.ts")  # no rlnas needed',
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
