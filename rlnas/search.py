@@ -20,10 +20,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import rlnas
 from rlnas.agents.baselines import make_strategy, run_strategy
-from rlnas.agents.callbacks import ChildLogger, ChildLoggingCallback
+from rlnas.agents.callbacks import ChildLogger, ChildLoggingCallback, EntropySchedule
 from rlnas.agents.controller import Controller
 from rlnas.agents.ppo import make_ppo
 from rlnas.agents.reward_shaping import RewardShaping
+from rlnas.agents.sequential import SequentialDesign
 from rlnas.config import AgentPreset, EnvPreset, PPOPreset, load_agent_preset, load_env_preset, to_dict
 from rlnas.envs.child_net import ChildNetEnv
 from rlnas.envs.evaluators import Evaluator
@@ -94,7 +95,7 @@ def run_search(
     controller = None
     if isinstance(agent_preset, PPOPreset):
         model = _search_with_ppo(child_env, agent_preset, evaluations, seed, logger, progress_bar)
-        controller = Controller(model, child_env.space, child_env.reference_ms)
+        controller = Controller(model, child_env.space, child_env.reference_ms, None, agent_preset.factorisation)
     else:
         strategy = make_strategy(agent_preset, child_env.space, seed)
         child_logger = ChildLogger(logger, evaluations, progress_bar)
@@ -118,10 +119,15 @@ def run_search(
 def _search_with_ppo(
     env: ChildNetEnv, agent: PPOPreset, evaluations: int, seed: int, logger: Logger, progress_bar: bool
 ) -> PPO:
-    vec_env = RewardShaping(DummyVecEnv([lambda: Monitor(env)]), agent.reward_transform, agent.repeated_children)
-    model = make_ppo(agent, vec_env, seed)
+    design = SequentialDesign(env) if agent.factorisation == "sequential" else env
+    steps_per_child = design.layout.steps if agent.factorisation == "sequential" else 1
+    vec_env = RewardShaping(DummyVecEnv([lambda: Monitor(design)]), agent.reward_transform, agent.repeated_children)
+    model = make_ppo(agent, vec_env, seed, steps_per_child)
     model.set_logger(logger)
-    model.learn(total_timesteps=evaluations, callback=ChildLoggingCallback(evaluations, progress_bar))
+    callbacks = [ChildLoggingCallback(evaluations, progress_bar)]
+    if agent.ent_half_life is not None:
+        callbacks.append(EntropySchedule(agent.ent_coef, agent.ent_half_life))
+    model.learn(total_timesteps=evaluations * steps_per_child, callback=callbacks)
     vec_env.close()
     return model
 

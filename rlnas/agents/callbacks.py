@@ -86,3 +86,19 @@ class ChildLoggingCallback(BaseCallback):
     def _on_training_end(self) -> None:
         if self.child_logger is not None:
             self.child_logger.close()
+
+
+class EntropySchedule(BaseCallback):
+    """Halve PPO's entropy coefficient every ``half_life`` evaluated children (set before each rollout)."""
+
+    def __init__(self, start: float, half_life: float) -> None:
+        super().__init__()
+        self.start, self.half_life = start, half_life
+        self.children = 0
+
+    def _on_rollout_start(self) -> None:
+        self.model.ent_coef = self.start * 0.5 ** (self.children / self.half_life)
+
+    def _on_step(self) -> bool:
+        self.children += sum("arch" in info for info in self.locals["infos"])
+        return True
