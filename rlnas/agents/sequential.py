@@ -71,7 +71,7 @@ class SequentialLayout:
         return folded
 
 
-class SequentialDesign(gym.Wrapper):
+class SequentialDesign(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Turn a one-step env with a ``MultiDiscrete`` action into an episode of one decision per dimension.
 
     ## Action Space
@@ -90,7 +90,8 @@ class SequentialDesign(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
         if not isinstance(env.action_space, spaces.MultiDiscrete):
             raise TypeError(f"SequentialDesign needs a MultiDiscrete action space, not {env.action_space}")
         self.layout = SequentialLayout(env.action_space.nvec)
