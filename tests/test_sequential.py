@@ -156,3 +156,10 @@ def test_top_k_continues_as_a_beam_search_when_the_search_grows_too_large(monkey
 def test_bad_factorisation_keys_are_refused(key, value):
     with pytest.raises(ConfigError, match=key):
         load_agent_preset("ppo", (f"{key}={value}",))
+
+
+def test_entropy_coefficient_halves_every_half_life(tmp_path, synthetic_table_preset):
+    agent = load_agent_preset("ppo", ("ent_half_life=8", "ent_coef=0.1", "n_steps=8"))
+    result = run_search(synthetic_table_preset, agent, evaluations=24, runs_dir=tmp_path, run_name="r",
+                        progress_bar=False)  # fmt: skip
+    assert result.controller.model.ent_coef == pytest.approx(0.1 * 0.5 ** (16 / 8))  # set before the 3rd rollout
