@@ -31,22 +31,19 @@ def test_the_wrapper_passes_gymnasium_and_sb3_checks(synthetic_table_preset):
     sb3_check_env(env)
 
 
-def test_decisions_build_exactly_the_given_architecture(digits_preset, fake_evaluator):
-    env = SequentialDesign(ChildNetEnv(digits_preset, evaluator=fake_evaluator))
-    nvec = env.unwrapped.action_space.nvec
-    assert env.layout.steps == len(nvec) and env.action_space.n == max(nvec)  # digits: [5, 3] * 4
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        target = rng.integers(0, nvec)
+def test_decisions_build_exactly_the_given_architecture(synthetic_table_preset):
+    env = SequentialDesign(ChildNetEnv(synthetic_table_preset))
+    space = env.unwrapped.space
+    assert env.layout.steps == 4 and env.action_space.n == 3  # 4 layers x 3 operators; keep-ratio dims fixed
+    for decisions in itertools.product(range(3), repeat=4):  # every architecture of the space
         obs, _ = env.reset()
-        for position, choice in enumerate(target):
+        for position, choice in enumerate(decisions):
             assert obs[env.layout.prefix_size - env.layout.steps + position] == 1  # the position is one-hot
-            wrap = choice + nvec[position] if choice + nvec[position] < env.action_space.n else choice
-            obs, reward, terminated, _, info = env.step(wrap)  # an index beyond the choices wraps around
-            assert terminated == (position == len(target) - 1)
-        assert info["action"] == target.tolist()
-        assert info["arch"] == str(fake_evaluator.space.decode(target))
-        assert reward == info["reward"]
+            obs, reward, terminated, _, info = env.step(choice)
+            assert terminated == (position == 3)
+        target = env.layout.full_action(list(decisions))
+        assert info["action"] == target.tolist() and info["arch"] == str(space.decode(target))
+        assert obs[: env.layout.prefix_size].sum() == 4 and reward == info["reward"]
     with pytest.raises(RuntimeError, match="reset"):
         env.step(0)
 
@@ -54,6 +51,7 @@ def test_decisions_build_exactly_the_given_architecture(digits_preset, fake_eval
 def test_single_choice_dimensions_are_not_decisions():
     layout = SequentialLayout([3, 1, 2, 1])
     assert layout.steps == 2 and layout.n_actions == 3
+    assert [layout.choice(1, a) for a in range(3)] == [0, 1, 0]  # beyond a dimension's choices: wraps around
     assert layout.full_action([2, 1]).tolist() == [2, 0, 1, 0]
     assert layout.decisions(np.array([2, 0, 1, 0])) == [2, 1]
     assert layout.fold(1, np.array([0.5, 0.3, 0.2])).tolist() == pytest.approx([0.7, 0.3])
