@@ -1,7 +1,9 @@
-"""PPO settings on NAS-Bench-Macro: the shipped agents/ppo.yaml against the untuned first version and one-change
-ablations, through the same harness as bench/search_quality.py (every step counts as an evaluation).
+"""PPO settings on NAS-Bench-Macro: the action-space factorisation (joint vs sequential) and the settings that
+matter under each, through the same harness as bench/search_quality.py. The budget counts DISTINCT children (a
+repeat would be served from an evaluation cache), with at most ``--step-cap`` steps per distinct child; the
+per-step figures of the same runs are listed beside them.
 
-    python bench/ppo_settings.py [--seeds 20] [--budget 200] [--workers 2] [--table PATH]
+    python bench/ppo_settings.py [--seeds 20] [--budget 200] [--step-cap 5] [--workers 2] [--table PATH]
 """
 
 from __future__ import annotations
@@ -17,17 +19,18 @@ from pathlib import Path
 from _record import record
 from search_quality import DEFAULT_TABLE, one_run, summarise
 
-UNTUNED = ("net_arch=[64]", "learning_rate=0.003", "clip_range=0.2", "ent_coef=0.01", "reward_transform=none",
-           "repeated_children=reward")  # fmt: skip
+JOINT = ("factorisation=joint", "net_arch=[]", "learning_rate=0.03", "ent_coef=0.1")
+SEQUENTIAL = ("factorisation=sequential", "net_arch=[64]", "learning_rate=0.01", "ent_coef=0.1")
 VARIANTS = {
-    "shipped agents/ppo.yaml": (),
-    "untuned first version": UNTUNED,
-    "raw reward (no rank)": ("reward_transform=none",),
-    "repeats rewarded again": ("repeated_children=reward",),
-    "ent_coef 0.01": ("ent_coef=0.01",),
-    "learning_rate 0.003": ("learning_rate=0.003",),
-    "net_arch [64]": ("net_arch=[64]",),
-    "clip_range 0.2": ("clip_range=0.2",),
+    "joint (free logits, lr 3e-2, ent 0.1)": JOINT,
+    "joint, ent halves every 50 children": (*JOINT, "ent_half_life=50"),
+    "joint, ent 0.01": (*JOINT, "ent_coef=0.01"),
+    "joint, n_steps 4, batch 4": (*JOINT, "n_steps=4", "batch_size=4"),
+    "sequential ([64], lr 1e-2, ent 0.1)": SEQUENTIAL,
+    "sequential, lr 3e-3": (*SEQUENTIAL, "learning_rate=0.003"),
+    "sequential, lr 3e-3, net [128]": (*SEQUENTIAL, "learning_rate=0.003", "net_arch=[128]"),
+    "sequential, ent halves every 100 children": (*SEQUENTIAL, "ent_half_life=100"),
+    "sequential, raw reward (no rank)": (*SEQUENTIAL, "reward_transform=none"),
 }
 
 
@@ -35,31 +38,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--budget", type=int, default=200)
+    parser.add_argument("--step-cap", type=int, default=5, help="steps per distinct child at most")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     args = parser.parse_args()
     accuracies = [r["mean_acc"] for r in json.loads(args.table.read_text()).values()]
-    budgets = sorted({50, 100, args.budget})
-    started, rows = time.time(), []
+    optimum, budgets = max(accuracies), sorted({50, 100, args.budget})
+    started, rows = time.time(), {"distinct": [], "per_step": []}
     env_overrides = [f"table.path={args.table}"]
     with tempfile.TemporaryDirectory() as runs_dir, ProcessPoolExecutor(args.workers) as pool:
-        jobs = {name: [pool.submit(one_run, "ppo", seed, args.budget, env_overrides, runs_dir, overrides)
-                       for seed in range(args.seeds)] for name, overrides in VARIANTS.items()}  # fmt: skip
+        jobs = {name: [pool.submit(one_run, "ppo", seed, args.budget, env_overrides, runs_dir, overrides,
+                                   args.step_cap, optimum) for seed in range(args.seeds)]
+                for name, overrides in VARIANTS.items()}  # fmt: skip
         for name, js in jobs.items():
-            summary, _ = summarise({name: [j.result() for j in js]}, budgets, None, max(accuracies), accuracies)
-            rows += summary
-    lines = [f"{args.seeds} seeds; changes are relative to the shipped preset; untuned = {', '.join(UNTUNED)}.", "",
-             "| PPO variant | evaluations | best accuracy (mean ± std) | optimum found | median rank |",
-             "|---|---:|---:|---:|---:|"]  # fmt: skip
-    lines += [f"| {v} | {b} | {m:.3f} ± {sd:.3f} | {h:.0%} | {r:g} |" for v, b, m, sd, h, r in rows]
-    shipped = {b: (m, h) for v, b, m, _, h, _ in rows if v == "shipped agents/ppo.yaml"}
-    untuned = {b: (m, h) for v, b, m, _, h, _ in rows if v == "untuned first version"}
-    headlines = {f"shipped_mean_at_{b}": round(shipped[b][0], 3) for b in budgets}
-    headlines |= {f"shipped_optimum_rate_at_{b}": round(shipped[b][1], 2) for b in budgets}
-    headlines |= {f"untuned_mean_at_{b}": round(untuned[b][0], 3) for b in budgets}
-    headlines |= {f"untuned_optimum_rate_at_{b}": round(untuned[b][1], 2) for b in budgets}
+            runs = {name: [j.result() for j in js]}
+            for counting, counted in rows.items():
+                counted += summarise(runs, budgets, None, optimum, accuracies, counting, args.step_cap)[0]
+    lines = [f"{args.seeds} seeds. Joint = {', '.join(JOINT)}; sequential = {', '.join(SEQUENTIAL)}; other keys "
+             "as agents/ppo.yaml. Budget = distinct children (at most "
+             f"{args.step_cap} steps each); per step = every step counts.", "",
+             "| PPO variant | budget | distinct: best accuracy | optimum found | median rank | per step: best "
+             "accuracy | optimum found |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for (v, b, m, sd, h, r), (_, _, pm, psd, ph, _) in zip(rows["distinct"], rows["per_step"], strict=True):
+        lines.append(f"| {v} | {b} | {m:.3f} ± {sd:.3f} | {h:.0%} | {r:g} | {pm:.3f} ± {psd:.3f} | {ph:.0%} |")
+    headlines = {}
+    for i, (_, b, m, _, h, _) in enumerate(rows["distinct"]):
+        tag = f"variant{i // len(budgets)}"
+        headlines |= {f"{tag}_mean_at_{b}": round(m, 3), f"{tag}_optimum_rate_at_{b}": round(h, 2)}
     headlines["seconds"] = round(time.time() - started, 1)
-    record("PPO settings on NAS-Bench-Macro", "\n".join(lines), headlines)
+    lines += ["", "Variants in headline order: " + "; ".join(f"variant{i} = {v}" for i, v in enumerate(VARIANTS))]
+    record("PPO settings on NAS-Bench-Macro: factorisation and distinct-children budget", "\n".join(lines), headlines)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,19 @@
 
 Every strategy runs through ``rlnas.search.run_search`` (same environment, reward, store and logging) with
 ``--seeds`` seeds and the largest budget; no strategy's settings depend on the budget, so the best child after
-50 and 100 evaluations is read from the same run's store, in evaluation order. Every step counts as an
-evaluation, repeats included.
+50 and 100 evaluations is read from the same run's store, in evaluation order. Two ways to count the budget,
+from the same runs:
+* distinct children (the headline figures): rlnas' own budget (``run_search(evaluations=...)``): a repeated
+  child is answered from the run's store at no cost, so the budget is the number of DISTINCT children evaluated;
+  a run stops at the largest budget of distinct children or at ``--step-cap`` times it in steps.
+* per step (``*_per_step`` figures): every step counts as an evaluation, repeats included.
 
 Two settings:
 * unconstrained: reward = the table's accuracy; the optimum is 22212220 (93.127).
 * constrained: MnasNet soft reward on the table's FLOPs, target = the median FLOPs of the table; the figure is
   the best accuracy among evaluated children that meet the target.
 
-    python bench/search_quality.py [--seeds 20] [--budgets 50 100 200] [--workers 2] [--table PATH]
+    python bench/search_quality.py [--seeds 20] [--budgets 50 100 200] [--step-cap 20] [--workers 2] [--table PATH]
 """
 
 from __future__ import annotations
@@ -30,49 +34,107 @@ DEFAULT_TABLE = Path(__file__).resolve().parents[2] / "shared/benchmarks/nas-ben
 STRATEGIES = ("ppo", "evolution", "random")
 
 
+class OptimumFound(Exception):
+    """Raised by :class:`StopAfterOptimum` to end a search early: no figure can change any more."""
+
+
+class StopAfterOptimum:
+    """Pass evaluations through; once the (feasible) optimum has been evaluated, end the search at the next new
+    child: every later figure would be the optimum anyway, so stopping only saves time."""
+
+    def __init__(self, evaluator, optimum: float, max_mflops: float | None) -> None:
+        self.evaluator, self.optimum, self.max_mflops = evaluator, optimum, max_mflops
+        self.space, self.settings = evaluator.space, evaluator.settings
+        self.found = False
+
+    def evaluate(self, arch):
+        if self.found:
+            raise OptimumFound
+        result = self.evaluator.evaluate(arch)
+        feasible = self.max_mflops is None or result.flops / 1e6 <= self.max_mflops
+        self.found = feasible and abs(100 * result.accuracy - self.optimum) < 1e-6
+        return result
+
+
 def one_run(
-    strategy: str, seed: int, budget: int, overrides: list[str], runs_dir: str, agent_overrides: tuple[str, ...] = ()
+    strategy: str,
+    seed: int,
+    budget: int,
+    overrides: list[str],
+    runs_dir: str,
+    agent_overrides: tuple[str, ...] = (),
+    step_cap: int = 20,
+    optimum: float = 100.0,
+    max_mflops: float | None = None,
 ) -> list[dict]:
-    """The evaluated children of one search, in order (accuracy and MFLOPs)."""
+    """The child of every step of one search, in order (arch, accuracy and MFLOPs; repeats included): the search
+    runs to ``budget`` distinct children (rlnas' own budget: repeats are answered from the run's store) or
+    ``step_cap * budget`` steps, or until the first new child after the feasible ``optimum`` was found."""
     import torch
 
     torch.set_num_threads(1)
+    torch.distributions.Distribution.set_default_validate_args(False)  # speed only: SB3's samples are valid
     from rlnas.config import load_agent_preset, load_env_preset
+    from rlnas.envs.evaluators import make_evaluator
     from rlnas.search import run_search
     from rlnas.store import EvaluationStore
 
     env = load_env_preset("nas_bench_macro", overrides)
     agent = load_agent_preset(strategy, agent_overrides)
     name = f"{strategy}_{seed}_{abs(hash((*overrides, *agent_overrides)))}"
-    result = run_search(env, agent, evaluations=budget, runs_dir=runs_dir, run_name=name, seed=seed,
-                        progress_bar=False)  # fmt: skip
-    store = EvaluationStore(result.run_dir / "evaluations.sqlite")
-    children = [{"accuracy": r["accuracy"], "mflops": r["flops"] / 1e6} for r in store.records()]
+    evaluator = StopAfterOptimum(make_evaluator(env, "cpu"), optimum, max_mflops)
+    try:
+        run_search(env, agent, evaluations=budget, max_steps=step_cap * budget, runs_dir=runs_dir, run_name=name,
+                   seed=seed, progress_bar=False, evaluator=evaluator)  # fmt: skip
+    except OptimumFound:
+        pass
+    store = EvaluationStore(Path(runs_dir) / name / "evaluations.sqlite")
+    records = {r["id"]: r for r in store.records()}
+    children = [records[s["evaluation"]] for s in store.steps()]
     store.close()
-    return children
+    return [{"arch": c["arch"], "accuracy": c["accuracy"], "mflops": c["flops"] / 1e6} for c in children]
 
 
-def best_within(children: list[dict], budget: int, max_mflops: float | None) -> float:
-    feasible = [c["accuracy"] for c in children[:budget] if max_mflops is None or c["mflops"] <= max_mflops]
+def within(children: list[dict], budget: int, counting: str, step_cap: int) -> list[dict]:
+    """The children a search evaluated within ``budget``: steps (``per_step``), or ``distinct`` children (capped
+    at ``step_cap * budget`` steps)."""
+    if counting == "per_step":
+        return children[:budget]
+    seen: set[str] = set()
+    for i, child in enumerate(children[: step_cap * budget]):
+        seen.add(child["arch"])
+        if len(seen) == budget:
+            return children[: i + 1]
+    return children[: step_cap * budget]
+
+
+def best_within(children: list[dict], max_mflops: float | None) -> float:
+    feasible = [c["accuracy"] for c in children if max_mflops is None or c["mflops"] <= max_mflops]
     return 100 * max(feasible, default=0.0)
 
 
-def summarise(runs: dict[str, list[list[dict]]], budgets, max_mflops, optimum, accuracies) -> tuple[list, dict]:
+def summarise(
+    runs: dict[str, list[list[dict]]], budgets, max_mflops, optimum, accuracies, counting="distinct", step_cap=20
+) -> tuple[list, dict]:
+    """Table rows ``(strategy, budget, mean, std, optimum rate, median rank)`` and headline figures."""
     rows, figures = [], {}
+    suffix = "" if counting == "distinct" else "_per_step"
     for strategy, per_seed in runs.items():
         for budget in budgets:
-            best = [best_within(children, budget, max_mflops) for children in per_seed]
+            spent = [within(children, budget, counting, step_cap) for children in per_seed]
+            best = [best_within(children, max_mflops) for children in spent]
             ranks = [1 + sum(a > b + 1e-9 for a in accuracies) for b in best]
             hit = sum(abs(b - optimum) < 1e-6 for b in best) / len(best)
             mean, std = statistics.mean(best), statistics.pstdev(best)
             rows.append((strategy, budget, mean, std, hit, statistics.median(ranks)))
-            figures[f"{strategy}_mean_at_{budget}"] = round(mean, 3)
-            figures[f"{strategy}_optimum_rate_at_{budget}"] = round(hit, 2)
+            figures[f"{strategy}_mean_at_{budget}{suffix}"] = round(mean, 3)
+            figures[f"{strategy}_optimum_rate_at_{budget}{suffix}"] = round(hit, 2)
+            figures[f"{strategy}_median_rank_at_{budget}{suffix}"] = statistics.median(ranks)
     return rows, figures
 
 
-def table_text(rows: list, title: str) -> str:
-    lines = [title, "", "| strategy | evaluations | best accuracy (mean ± std) | optimum found | median rank |",
+def table_text(rows: list, title: str, first: str = "strategy") -> str:
+    lines = [title, "", f"| {first} | budget | best accuracy (mean ± std) | optimum found | median rank |",
              "|---|---:|---:|---:|---:|"]  # fmt: skip
     lines += [f"| {s} | {b} | {m:.3f} ± {sd:.3f} | {h:.0%} | {r:g} |" for s, b, m, sd, h, r in rows]
     return "\n".join(lines)
@@ -82,6 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200])
+    parser.add_argument("--step-cap", type=int, default=20, help="steps per distinct child at most")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     args = parser.parse_args()
@@ -101,14 +164,19 @@ def main() -> None:
     sections, headlines = [], {}
     with tempfile.TemporaryDirectory() as runs_dir, ProcessPoolExecutor(args.workers) as pool:
         for setting, (overrides, max_mflops, optimum, pool_accuracies) in settings.items():
-            jobs = {s: [pool.submit(one_run, s, seed, budget, overrides, runs_dir) for seed in range(args.seeds)]
-                    for s in STRATEGIES}  # fmt: skip
+            limits = (args.step_cap, optimum, max_mflops)
+            jobs = {s: [pool.submit(one_run, s, seed, budget, overrides, runs_dir, (), *limits)
+                        for seed in range(args.seeds)] for s in STRATEGIES}  # fmt: skip
             runs = {s: [job.result() for job in js] for s, js in jobs.items()}
-            rows, figures = summarise(runs, args.budgets, max_mflops, optimum, pool_accuracies)
             prefix = "" if setting == "unconstrained" else "constrained_"
-            headlines |= {prefix + k: v for k, v in figures.items()}
             limit = f", FLOPs <= {median_mflops:.1f} M (median)" if max_mflops else ""
-            sections.append(table_text(rows, f"**{setting}** ({args.seeds} seeds; optimum {optimum:.3f}{limit}):"))
+            for counting, what in (("distinct", f"distinct children, at most {args.step_cap} steps each"),
+                                   ("per_step", "every step counts, repeats included")):  # fmt: skip
+                rows, figures = summarise(runs, args.budgets, max_mflops, optimum, pool_accuracies, counting,
+                                          args.step_cap)  # fmt: skip
+                headlines |= {prefix + k: v for k, v in figures.items()}
+                title = f"**{setting}, budget = {what}** ({args.seeds} seeds; optimum {optimum:.3f}{limit}):"
+                sections.append(table_text(rows, title))
     headlines["seconds"] = round(time.time() - started, 1)
     record("Search quality on NAS-Bench-Macro", "\n\n".join(sections), headlines)
 

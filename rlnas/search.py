@@ -28,11 +28,12 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import rlnas
 from rlnas.agents.baselines import make_strategy, run_strategy
-from rlnas.agents.callbacks import PLOT_EVERY, ChildLogger, ChildLoggingCallback, log_hparams
+from rlnas.agents.callbacks import PLOT_EVERY, ChildLogger, ChildLoggingCallback, EntropySchedule, log_hparams
 from rlnas.agents.checkpoints import CheckpointCallback, checkpoints, load_checkpoint
 from rlnas.agents.controller import Controller, load_controller
 from rlnas.agents.ppo import make_ppo
 from rlnas.agents.reward_shaping import RewardShaping
+from rlnas.agents.sequential import SequentialDesign, SequentialLayout
 from rlnas.config import (
     AgentPreset,
     ConfigError,
@@ -204,7 +205,7 @@ def _run(
     try:
         if isinstance(agent_preset, PPOPreset):
             model = _search_with_ppo(make_env, agent_preset, settings, space, run_dir, store, logger, views, resume)
-            controller = Controller(model, space, env_preset.reward.latency_target)
+            controller = Controller(model, space, env_preset.reward.latency_target, None, agent_preset.factorisation)
         else:
             _search_with_strategy(make_env, agent_preset, settings, space, store, logger, views, resume)
         best = store.best(5)
@@ -223,8 +224,9 @@ def _run(
     return SearchResult(run_dir, count, best, controller)
 
 
-def _make_env(preset: EnvPreset, **kwargs) -> Monitor:
-    return Monitor(ChildNetEnv(preset, **kwargs))
+def _make_env(preset: EnvPreset, sequential: bool = False, **kwargs) -> Monitor:
+    env = ChildNetEnv(preset, **kwargs)
+    return Monitor(SequentialDesign(env) if sequential else env)
 
 
 def _check_parallel(n_envs: int, agent: AgentPreset, evaluator: Evaluator | None) -> None:
@@ -262,7 +264,9 @@ def _search_with_ppo(
     resume: bool,
 ) -> PPO:
     n_envs = settings["n_envs"]
-    factories = [make_env] * n_envs
+    sequential = agent.factorisation == "sequential"
+    steps_per_child = SequentialLayout(space.nvec).steps if sequential else 1  # environment steps per child
+    factories = [functools.partial(make_env, sequential=sequential)] * n_envs
     base = SubprocVecEnv(factories) if n_envs > 1 else DummyVecEnv(factories)
     vec_env = RewardShaping(base, agent.reward_transform, agent.repeated_children)
     latest = checkpoints(run_dir / CHECKPOINT_DIR)[-1:] if resume else []
@@ -271,24 +275,32 @@ def _search_with_ppo(
         store.truncate_steps(state["store_steps"])
     else:
         store.truncate_steps(0)
-        model = make_ppo(agent, vec_env, settings["seed"])
+        model = make_ppo(agent, vec_env, settings["seed"], steps_per_child)
         if settings.get("init_policy"):
-            _init_from(model, settings["init_policy"], space)
+            _init_from(model, settings["init_policy"], space, agent)
     model.set_logger(logger)
     callbacks = [
         ChildLoggingCallback(settings["evaluations"], resumed=_resumed(store) if resume else None, **views),
-        CheckpointCallback(run_dir / CHECKPOINT_DIR, agent.n_steps * n_envs, vec_env, store),
+        CheckpointCallback(run_dir / CHECKPOINT_DIR, agent.n_steps * steps_per_child * n_envs, vec_env, store),
     ]
-    remaining = settings["max_steps"] - model.num_timesteps
+    if agent.ent_half_life is not None:
+        evaluated = sum(not s["cached"] for s in store.steps())  # by the checkpoint's time, when resuming
+        callbacks.append(EntropySchedule(agent.ent_coef, agent.ent_half_life, evaluated))
+    remaining = settings["max_steps"] * steps_per_child - model.num_timesteps
     if remaining > 0 and len(store) < settings["evaluations"]:
         model.learn(total_timesteps=remaining, callback=callbacks, reset_num_timesteps=not latest)
     vec_env.close()
     return model
 
 
-def _init_from(model: PPO, policy_path: str | Path, space: SearchSpace) -> None:
-    """Start ``model`` from a trained controller's policy weights (same space, same policy shape)."""
+def _init_from(model: PPO, policy_path: str | Path, space: SearchSpace, agent: PPOPreset) -> None:
+    """Start ``model`` from a trained controller's policy weights (same space, factorisation and policy shape)."""
     trained = load_controller(policy_path, space=space)
+    if trained.factorisation != agent.factorisation:
+        raise ConfigError(
+            f"--init-policy {policy_path} is a {trained.factorisation} controller; this agent preset is "
+            f"{agent.factorisation}: use the agent preset it was trained with"
+        )
     try:
         model.policy.load_state_dict(trained.model.policy.state_dict())
     except RuntimeError as err:

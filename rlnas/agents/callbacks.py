@@ -204,3 +204,19 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
     return flat
+
+
+class EntropySchedule(BaseCallback):
+    """Halve PPO's entropy coefficient every ``half_life`` evaluated children (set before each rollout)."""
+
+    def __init__(self, start: float, half_life: float, children: int = 0) -> None:
+        super().__init__()
+        self.start, self.half_life = start, half_life
+        self.children = children  # evaluated so far (a resumed search starts from its checkpoint's count)
+
+    def _on_rollout_start(self) -> None:
+        self.model.ent_coef = self.start * 0.5 ** (self.children / self.half_life)
+
+    def _on_step(self) -> bool:
+        self.children += sum("arch" in info and not info["cached"] for info in self.locals["infos"])
+        return True

@@ -1,14 +1,20 @@
 """The reusable controller: an SB3 policy plus the search space it was trained for.
 
 On disk (``runs/NAME/policy/``): ``policy.zip`` (``PPO.save``) and ``controller.json`` (space declaration,
-fingerprint, observation layout, the environment preset it was trained on). Loading needs no environment
-and no data set.
+fingerprint, observation layout, action-space factorisation, the environment preset it was trained on).
+Loading needs no environment and no data set.
+
+A ``joint`` policy gives independent per-dimension probabilities: the top-k is exact over their product. A
+``sequential`` policy (:mod:`rlnas.agents.sequential`) decides one dimension after another: the top-k is a
+best-first search over the prefix tree (exact; a prefix's log-probability bounds all its completions).
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +22,7 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 
+from rlnas.agents.sequential import SequentialLayout
 from rlnas.config import ConfigError, EnvPreset, to_dict
 from rlnas.envs.child_net import OBSERVATION_LAYOUT
 from rlnas.space import Arch, SearchSpace
@@ -23,6 +30,8 @@ from rlnas.space import Arch, SearchSpace
 CONTROLLER_FORMAT_VERSION = 1
 POLICY_FILE = "policy.zip"
 META_FILE = "controller.json"
+MAX_EXPANSIONS = 20_000
+"""Prefixes the sequential top-k search may expand before it continues as a beam search of width k."""
 
 
 @dataclass(frozen=True)
@@ -36,36 +45,72 @@ class Proposal:
 class Controller:
     """Proposes architectures of :attr:`space` for a latency target."""
 
-    def __init__(self, model: PPO, space: SearchSpace, reference_ms: float | None, meta: dict | None = None) -> None:
+    def __init__(
+        self,
+        model: PPO,
+        space: SearchSpace,
+        reference_ms: float | None,
+        meta: dict | None = None,
+        factorisation: str = "joint",
+    ) -> None:
+        if factorisation not in ("joint", "sequential"):
+            raise ConfigError(f"factorisation: {factorisation!r} is not allowed; choose one of joint, sequential")
         self.model = model
         self.space = space
         self.reference_ms = reference_ms
         self.meta = meta or {}
+        self.factorisation = factorisation
+        self.layout = SequentialLayout(space.nvec) if factorisation == "sequential" else None
 
     def probabilities(self, target_latency_ms: float | None = None) -> list[np.ndarray]:
-        """The policy's probabilities for every action dimension (operator, keep-ratio, ... per layer)."""
-        if target_latency_ms is None or self.reference_ms is None:
-            if target_latency_ms is not None:
-                raise ValueError("this controller was trained without a latency target; omit the target")
-            ratio = 1.0
-        else:
-            ratio = target_latency_ms / self.reference_ms
-        obs = np.array([ratio], dtype=np.float32)
-        obs_tensor, _ = self.model.policy.obs_to_tensor(obs)
-        with torch.no_grad():
-            dist = self.model.policy.get_distribution(obs_tensor)
-        return [d.probs[0].cpu().numpy().astype(np.float64) for d in dist.distribution]
+        """The joint policy's probabilities for every action dimension (operator, keep-ratio, ... per layer)."""
+        if self.layout is not None:
+            raise ValueError("a sequential controller has no per-dimension marginals: use propose()")
+        return self._action_probs(self._base_obs(target_latency_ms)[None])[0]
 
     def propose(
         self, k: int = 1, target_latency_ms: float | None = None, deterministic: bool = True, seed: int | None = None
     ) -> list[Proposal]:
         """The ``k`` most likely architectures (``deterministic``), or ``k`` distinct samples from the policy."""
+        base = self._base_obs(target_latency_ms)
+        if self.layout is not None:
+            step = functools.partial(self._next_choice_logp, base=base)
+            if deterministic:
+                found = _sequential_top_k(step, self.layout.steps, k)
+            else:
+                found = _sequential_samples(step, self.layout.steps, k, seed)
+            return [Proposal(self.space.decode(self.layout.full_action(d)), lp) for d, lp in found]
         probs = self.probabilities(target_latency_ms)
         logp = [np.log(np.clip(p, 1e-300, None)) for p in probs]
         actions = _k_most_likely(logp, k) if deterministic else _distinct_samples(probs, k, seed)
         return [
             Proposal(self.space.decode(a), float(sum(lp[i] for lp, i in zip(logp, a, strict=True)))) for a in actions
         ]
+
+    def _base_obs(self, target_latency_ms: float | None) -> np.ndarray:
+        if target_latency_ms is None or self.reference_ms is None:
+            if target_latency_ms is not None:
+                raise ValueError("this controller was trained without a latency target; omit the target")
+            ratio = 1.0
+        else:
+            ratio = target_latency_ms / self.reference_ms
+        return np.array([ratio], dtype=np.float32)
+
+    def _action_probs(self, obs: np.ndarray) -> list[list[np.ndarray]]:
+        """For each observation row, the policy's probabilities per action dimension."""
+        obs_tensor, _ = self.model.policy.obs_to_tensor(obs)
+        with torch.no_grad():
+            dist = self.model.policy.get_distribution(obs_tensor)
+        parts = dist.distribution if isinstance(dist.distribution, list) else [dist.distribution]
+        probs = [d.probs.cpu().numpy().astype(np.float64) for d in parts]
+        return [[p[row] for p in probs] for row in range(len(obs))]
+
+    def _next_choice_logp(self, prefixes: list[list[int]], base: np.ndarray) -> list[np.ndarray]:
+        """Log-probabilities of the next decision's choices after each prefix (one batched forward pass)."""
+        obs = np.stack([self.layout.observation(p, base) for p in prefixes])
+        rows = self._action_probs(obs)
+        folded = [self.layout.fold(len(p), row[0]) for p, row in zip(prefixes, rows, strict=True)]
+        return [np.log(np.clip(f, 1e-300, None)) for f in folded]
 
     def check_space(self, space: SearchSpace) -> None:
         """Raise if ``space`` is not the space this controller was trained for."""
@@ -85,6 +130,7 @@ class Controller:
             "space": self.space.declaration(),
             "fingerprint": self.space.fingerprint,
             "observation": {"layout": list(OBSERVATION_LAYOUT), "reference_ms": self.reference_ms},
+            "factorisation": self.factorisation,
             "env_preset": to_dict(preset) if preset is not None else self.meta.get("env_preset"),
             **(extra or {}),
         }
@@ -116,7 +162,8 @@ def load_controller(path: str | Path, space: SearchSpace | None = None) -> Contr
         model = PPO.load(folder / POLICY_FILE, device="cpu")
     except Exception as err:  # SB3 raises several kinds for a damaged zip
         raise ConfigError(f"{folder / POLICY_FILE} could not be loaded ({type(err).__name__}: {err})") from err
-    controller = Controller(model, stored_space, meta["observation"]["reference_ms"], meta)
+    factorisation = meta.get("factorisation", "joint")  # controllers saved before the key existed are joint
+    controller = Controller(model, stored_space, meta["observation"]["reference_ms"], meta, factorisation)
     if space is not None:
         controller.check_space(space)
     return controller
@@ -150,3 +197,65 @@ def _distinct_samples(probs: list[np.ndarray], k: int, seed: int | None) -> list
         if len(seen) == k:
             break
     return [list(a) for a in seen]
+
+
+NextLogp = Callable[[list[list[int]]], list[np.ndarray]]
+"""Given prefixes (choices so far), the log-probabilities of the next choice after each."""
+
+
+def _sequential_top_k(next_logp: NextLogp, steps: int, k: int) -> list[tuple[list[int], float]]:
+    """The ``k`` most likely complete decision lists of an autoregressive policy, best first.
+
+    Best-first search: log-probabilities only fall as a prefix grows, so the first ``k`` complete lists popped
+    are the exact top-k. After :data:`MAX_EXPANSIONS` expansions (a nearly uniform policy over a large space) it
+    continues as a beam search of width ``k`` from the best open prefixes.
+    """
+    heap: list[tuple[float, int, list[int]]] = [(0.0, 0, [])]
+    found: list[tuple[list[int], float]] = []
+    counter, expansions = 1, 0
+    while heap and len(found) < k:
+        if expansions >= MAX_EXPANSIONS:
+            return found + _beam_search(next_logp, steps, k - len(found), heapq.nsmallest(k, heap))
+        neg, _, prefix = heapq.heappop(heap)
+        if len(prefix) == steps:
+            found.append((prefix, -neg))
+            continue
+        expansions += 1
+        for choice, lp in enumerate(next_logp([prefix])[0]):
+            heapq.heappush(heap, (neg - float(lp), counter, [*prefix, choice]))
+            counter += 1
+    return found
+
+
+def _beam_search(
+    next_logp: NextLogp, steps: int, k: int, start: list[tuple[float, int, list[int]]]
+) -> list[tuple[list[int], float]]:
+    beam = [(prefix, -neg) for neg, _, prefix in start]
+    while any(len(p) < steps for p, _ in beam):
+        done = [(p, s) for p, s in beam if len(p) == steps]
+        open_ = [(p, s) for p, s in beam if len(p) < steps]
+        grown = [
+            ([*p, c], s + float(lp))
+            for (p, s), logp in zip(open_, next_logp([p for p, _ in open_]), strict=True)
+            for c, lp in enumerate(logp)
+        ]
+        beam = sorted(done + grown, key=lambda item: -item[1])[:k]
+    return beam
+
+
+def _sequential_samples(next_logp: NextLogp, steps: int, k: int, seed: int | None) -> list[tuple[list[int], float]]:
+    """Up to ``k`` distinct complete decision lists drawn from the policy (ancestral sampling)."""
+    rng = np.random.default_rng(seed)
+    seen: dict[tuple[int, ...], float] = {}
+    for _ in range(1000 * k):
+        prefix, score = [], 0.0
+        for _ in range(steps):
+            logp = next_logp([prefix])[0]
+            p = np.exp(logp)
+            choice = int(rng.choice(len(p), p=p / p.sum()))
+            prefix.append(choice)
+            score += float(logp[choice])
+        seen.setdefault(tuple(prefix), score)
+        if len(seen) == k:
+            break
+    return [(list(d), s) for d, s in seen.items()]

@@ -9,13 +9,17 @@ from stable_baselines3.common.vec_env import VecEnv
 from rlnas.config import PPOPreset
 
 
-def make_ppo(agent: PPOPreset, env: Env | VecEnv, seed: int | None = None) -> PPO:
-    """A fresh PPO policy for ``env`` with the preset's hyperparameters (the controller runs on CPU)."""
+def make_ppo(agent: PPOPreset, env: Env | VecEnv, seed: int | None = None, steps_per_child: int = 1) -> PPO:
+    """A fresh PPO policy for ``env`` with the preset's hyperparameters (the controller runs on CPU).
+
+    The preset's ``n_steps`` and ``batch_size`` count children; ``steps_per_child`` (the decisions per child of a
+    sequential factorisation) turns them into environment steps.
+    """
     return PPO(
         "MlpPolicy",
         env,
-        n_steps=agent.n_steps,
-        batch_size=agent.batch_size,
+        n_steps=agent.n_steps * steps_per_child,
+        batch_size=agent.batch_size * steps_per_child,
         n_epochs=agent.n_epochs,
         learning_rate=agent.learning_rate,
         gamma=agent.gamma,

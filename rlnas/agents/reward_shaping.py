@@ -7,6 +7,9 @@ help: with advantage normalisation it cancels out (see BENCHMARKS.md, PPO settin
 
 ``repeated_children: neutral``: a child the search has already evaluated teaches nothing new, so the learner
 gets 0 for it and it does not enter the rank history; the policy is pushed towards children it has not seen.
+
+Only steps that evaluate a child (their ``info`` has the child's full ``action``) are shaped, so multi-step
+episodes (:mod:`rlnas.agents.sequential`) work: their intermediate rewards pass through unchanged.
 """
 
 from __future__ import annotations
@@ -27,20 +30,15 @@ class RewardShaping(VecEnvWrapper):
         self.neutral_repeats = repeated_children == "neutral"
         self.history: list[float] = []  # sorted raw rewards of first visits
         self.seen: set[tuple[int, ...]] = set()
-        self._actions: np.ndarray | None = None
 
     def reset(self) -> np.ndarray:
         return self.venv.reset()
 
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions)
-        self.venv.step_async(actions)
-
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
         shaped = [
-            0.0 if info.get("budget_exhausted") else self.shape(action, float(r))
-            for action, r, info in zip(self._actions, rewards, infos, strict=True)
+            self.shape(np.asarray(info["action"]), float(r)) if "action" in info else float(r)
+            for info, r in zip(infos, rewards, strict=True)
         ]
         return obs, np.asarray(shaped, dtype=np.float32), dones, infos
 
