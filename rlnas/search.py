@@ -27,6 +27,7 @@ from rlnas.agents.reward_shaping import RewardShaping
 from rlnas.config import AgentPreset, EnvPreset, PPOPreset, load_agent_preset, load_env_preset, to_dict
 from rlnas.envs.child_net import ChildNetEnv
 from rlnas.envs.evaluators import Evaluator
+from rlnas.envs.supernet_evaluator import supernet_evaluator_for_run
 from rlnas.store import EvaluationStore
 
 STORE_FILE = "evaluations.sqlite"
@@ -60,10 +61,13 @@ def run_search(
     progress_bar: bool = True,
     evaluator: Evaluator | None = None,
     command: str | None = None,
+    supernet: str | Path | None = None,
 ) -> SearchResult:
     """Search ``evaluations`` children with the agent preset's strategy (PPO, evolution, random or uniform).
 
     Writes the run folder and returns its best children; a PPO search also saves its reusable controller.
+    With ``evaluator: supernet`` the search uses the supernet saved at ``supernet`` (same search space), or
+    first trains one into ``runs/NAME/supernet.pt``.
     """
     env_preset = env if isinstance(env, EnvPreset) else load_env_preset(env)
     agent_preset = agent if isinstance(agent, AgentPreset) else load_agent_preset(agent)
@@ -74,6 +78,8 @@ def run_search(
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} already exists and is not empty: choose another --run-name or remove it")
     run_dir.mkdir(parents=True, exist_ok=True)
+    if evaluator is None and (supernet is not None or env_preset.evaluator == "supernet"):
+        evaluator = supernet_evaluator_for_run(env_preset, supernet, run_dir, device=device, progress_bar=progress_bar)
 
     child_env = ChildNetEnv(
         env_preset, device=device, store_path=run_dir / STORE_FILE,

@@ -2,6 +2,8 @@
 
 ``ScratchEvaluator``: build the full-width child, train it, prune it to its keep-ratios (channels removed),
 fine-tune, evaluate validation accuracy, measure latency, count FLOPs and parameters.
+``SupernetEvaluator`` (:mod:`rlnas.envs.supernet_evaluator`): inherit the child's weights from a trained
+weight-sharing supernet, recalibrate BatchNorm, evaluate and measure.
 ``TabularEvaluator`` (:mod:`rlnas.envs.tabular`): read the metrics from a benchmark table.
 """
 
@@ -133,9 +135,17 @@ class ScratchEvaluator:
 
 
 def make_evaluator(preset: EnvPreset, device: str = "cpu") -> Evaluator:
-    """The evaluator the preset asks for (``scratch`` trains children; ``tabular`` looks them up)."""
+    """The evaluator the preset asks for (``scratch`` trains children; ``tabular`` looks them up).
+
+    ``supernet`` trains a supernet first (in memory; ``rlnas search`` saves it in the run folder).
+    """
     if preset.evaluator == "tabular":
         from rlnas.envs.tabular import TabularEvaluator
 
         return TabularEvaluator(preset)
+    if preset.evaluator == "supernet":
+        from rlnas.envs.supernet_evaluator import SupernetEvaluator, train_preset_supernet
+
+        data = load_data(preset.data)
+        return SupernetEvaluator(preset, train_preset_supernet(preset, data, device=device), device, data)
     return ScratchEvaluator(preset, device)
