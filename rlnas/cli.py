@@ -42,7 +42,7 @@ def _search(args: argparse.Namespace) -> int:
             run_name=args.run_name, runs_dir=args.runs_dir, device=args.device, seed=args.seed,
             target_latency_ms=args.target_latency, init_policy=args.init_policy,
             progress_bar=not args.no_progress, command=shlex.join(["rlnas", *sys.argv[1:]]),
-            plot_every=args.plot_every,
+            plot_every=args.plot_every, supernet=args.supernet,
         )  # fmt: skip
     print(f"\n{result.evaluations} children evaluated; run folder: {result.run_dir}")
     print((result.run_dir / "summary.md").read_text())
@@ -141,6 +141,25 @@ def _latency_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _supernet_train(args: argparse.Namespace) -> int:
+    import time
+
+    from rlnas.config import load_env_preset
+    from rlnas.envs.supernet_evaluator import SUPERNET_FILE, train_preset_supernet
+    from rlnas.training.data import load_data
+
+    preset = load_env_preset(args.env, args.set)
+    out = args.out or Path("runs") / "supernets" / f"{preset.name}__{int(time.time())}" / SUPERNET_FILE
+    train_preset_supernet(
+        preset, load_data(preset.data), out=out, device=args.device, log_dir=out.parent,
+        progress_bar=not args.no_progress,
+    )  # fmt: skip
+    print(f"supernet for {preset.name}: {out}  (TensorBoard: tensorboard --logdir {out.parent})")
+    switch = "" if preset.evaluator == "supernet" else " --set evaluator=supernet"
+    print(f"Search with it: rlnas search --env {args.env}{switch} --supernet {out}")
+    return 0
+
+
 def _presets(args: argparse.Namespace) -> int:
     from rlnas.presets import available_presets, resolve_preset
 
@@ -188,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, help="controller seed (default: the agent preset's)")
     search.add_argument("--target-latency", type=float, help="latency target in ms (default: the env preset's)")
     search.add_argument("--no-progress", action="store_true", help="no progress bar")
+    search.add_argument(
+        "--supernet", type=Path, help="a trained supernet for evaluator: supernet (default: train one in the run)"
+    )
     search.add_argument(
         "--plot-every", type=int, default=16, help="refresh TensorBoard's Pareto plot every N children (default: 16)"
     )
@@ -242,6 +264,16 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=1234, help="(default: %(default)s)")
     check.add_argument("--plot", type=Path, help="scatter plot PNG (default: beside the table)")
     check.set_defaults(func=_latency_validate)
+
+    supernet = sub.add_parser("supernet", help="weight-sharing supernets for evaluator: supernet")
+    supernet_sub = supernet.add_subparsers(dest="supernet_command", required=True)
+    train = supernet_sub.add_parser("train", help="train a supernet with the env preset's supernet settings")
+    train.add_argument("--env", default="fashion_mnist", help="env preset name or YAML path (default: %(default)s)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an env preset key")
+    train.add_argument("--out", type=Path, help="file to write (default: runs/supernets/{preset}__{time}/supernet.pt)")
+    train.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=_supernet_train)
 
     presets = sub.add_parser("presets", help="list the shipped env and agent presets")
     presets.set_defaults(func=_presets)

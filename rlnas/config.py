@@ -146,6 +146,31 @@ class TableConfig:
 
 
 @dataclass(frozen=True)
+class SupernetConfig:
+    """The weight-sharing supernet (``evaluator: supernet``; :mod:`rlnas.training.supernet`).
+
+    Training: ``steps`` single-path steps of ``batch_size`` with ``optimizer``/``lr`` (cosine schedule);
+    ``sampling`` picks each step's paths (``uniform``: one uniformly random path; ``sandwich``: the
+    widest, the narrowest and one random path, gradients summed); the channel importance order (L1) is
+    re-ranked every ``resort_every`` steps. Evaluation of a child: BatchNorm statistics re-estimated on
+    ``recalibration_batches`` training batches of ``batch_size``, then ``finetune_steps`` at ``finetune_lr``,
+    then accuracy on the first ``val_size`` examples of the (seeded, fixed) validation split (null: all of it).
+    """
+
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    sampling: Literal["uniform", "sandwich"] = "uniform"
+    resort_every: int = 50
+    recalibration_batches: int = 10
+    finetune_steps: int = 0
+    finetune_lr: float = 1e-3
+    val_size: int | None = None
+
+
+@dataclass(frozen=True)
 class EnvPreset:
     """Everything an environment needs: data, search space, child budget, latency and reward."""
 
@@ -155,8 +180,9 @@ class EnvPreset:
     train: TrainConfig
     reward: RewardConfig
     latency: LatencyConfig = field(default_factory=LatencyConfig)
-    evaluator: Literal["scratch", "tabular"] = "scratch"
+    evaluator: Literal["scratch", "tabular", "supernet"] = "scratch"
     table: TableConfig | None = None
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
     seed: int = 0
 
 
@@ -395,6 +421,7 @@ def _validate_env(p: EnvPreset) -> None:
     _check(d.image_size is None or d.image_size > 0, "data.image_size", d.image_size, "a positive side or null")
     _validate_reward(p.reward)
     _validate_table(p)
+    _validate_supernet(p.supernet)
     lat = p.latency
     _check(lat.repeats > 0, "latency.repeats", lat.repeats, "a positive integer")
     _check(lat.warmup >= 0, "latency.warmup", lat.warmup, "a non-negative integer")
@@ -441,6 +468,18 @@ def _validate_table(p: EnvPreset) -> None:
     _check(
         t.flops is not None or p.reward.cost != "flops", "table.flops", None, "a FLOPs column for reward.cost: flops"
     )
+
+
+def _validate_supernet(s: SupernetConfig) -> None:
+    _check(s.steps > 0, "supernet.steps", s.steps, "a positive number of training steps")
+    _check(s.batch_size > 0, "supernet.batch_size", s.batch_size, "a positive integer")
+    _check(s.lr > 0, "supernet.lr", s.lr, "a positive learning rate")
+    _check(s.weight_decay >= 0, "supernet.weight_decay", s.weight_decay, "a non-negative number")
+    _check(s.resort_every > 0, "supernet.resort_every", s.resort_every, "a positive number of steps")
+    _check(s.recalibration_batches >= 0, "supernet.recalibration_batches", s.recalibration_batches, "0 or more")
+    _check(s.finetune_steps >= 0, "supernet.finetune_steps", s.finetune_steps, "a non-negative number of steps")
+    _check(s.finetune_lr > 0, "supernet.finetune_lr", s.finetune_lr, "a positive learning rate")
+    _check(s.val_size is None or s.val_size > 0, "supernet.val_size", s.val_size, "a positive number or null (all)")
 
 
 def _validate_agent(p: AgentPreset) -> None:

@@ -36,3 +36,18 @@ def resolve_preset(source: str | Path, kind: str) -> Path:
                 return candidate
     names = ", ".join(available_presets(kind)) or "(none found)"
     raise ConfigError(f"no {kind} preset {str(source)!r}: give a YAML path or one of: {names}")
+
+
+def trained_controllers() -> list[str]:
+    """Names of the trained controllers that ship with rlnas (folders under ``agents/trained/``)."""
+    return sorted({p.name for d in preset_dirs("agents") for p in (d / "trained").glob("*") if p.is_dir()})
+
+
+def resolve_trained(source: str | Path) -> Path:
+    """``source`` itself if it exists, else the shipped controller of that bare name (else ``source`` unchanged)."""
+    path = Path(source).expanduser()
+    if path.exists() or path.parent != Path("."):
+        return path
+    return next(
+        (d / "trained" / path.name for d in preset_dirs("agents") if (d / "trained" / path.name).is_dir()), path
+    )

@@ -9,6 +9,7 @@ from rlnas.agents.controller import load_controller
 from rlnas.config import load_env_preset
 from rlnas.envs.evaluators import make_evaluator
 from rlnas.envs.reward import compute_reward
+from rlnas.envs.supernet_evaluator import SUPERNET_FILE
 
 
 def sample_architectures(
@@ -32,7 +33,8 @@ def sample_architectures(
     rows = [{"arch": str(p.arch), "probability": math.exp(p.log_prob)} for p in proposals]
     if evaluate:
         preset = load_env_preset(controller.meta["env_preset"])
-        evaluator = make_evaluator(preset, device)
+        run_supernet = Path(path) / SUPERNET_FILE  # a run folder's own supernet, rather than training another
+        evaluator = make_evaluator(preset, device, run_supernet if run_supernet.is_file() else None)
         controller.check_space(evaluator.space)
         for row, proposal in zip(rows, proposals, strict=True):
             result = evaluator.evaluate(proposal.arch)

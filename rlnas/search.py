@@ -44,7 +44,8 @@ from rlnas.config import (
     to_dict,
 )
 from rlnas.envs.child_net import ChildNetEnv, checked_target
-from rlnas.envs.evaluators import Evaluator, space_for
+from rlnas.envs.evaluators import Evaluator, make_evaluator, space_for
+from rlnas.envs.supernet_evaluator import supernet_for_run
 from rlnas.space import SearchSpace
 from rlnas.store import EvaluationStore
 
@@ -86,13 +87,15 @@ def run_search(
     evaluator: Evaluator | None = None,
     command: str | None = None,
     plot_every: int = PLOT_EVERY,
+    supernet: str | Path | None = None,
 ) -> SearchResult:
     """Search until ``evaluations`` distinct children are evaluated, with the agent preset's strategy.
 
     ``n_envs`` > 1 evaluates that many children at once in subprocesses (PPO only). ``init_policy``: a trained
     controller (run folder or policy folder) to start PPO from. Writes the run folder and returns its best
     children; a PPO search also saves its reusable controller. TensorBoard's Pareto plot, top-5 table and
-    choice histograms are refreshed every ``plot_every`` evaluations.
+    choice histograms are refreshed every ``plot_every`` evaluations. With ``evaluator: supernet`` the search
+    uses the supernet saved at ``supernet`` (same search space), or first trains one into ``runs/NAME/supernet.pt``.
     """
     env_preset = env if isinstance(env, EnvPreset) else load_env_preset(env)
     agent_preset = agent if isinstance(agent, AgentPreset) else load_agent_preset(agent)
@@ -111,6 +114,11 @@ def run_search(
     space = evaluator.space if evaluator is not None else space_for(env_preset)
     if target_latency_ms is not None:
         checked_target(env_preset, target_latency_ms)
+    if supernet is not None and env_preset.evaluator != "supernet":
+        raise ValueError(
+            f"--supernet was given but env preset {env_preset.name!r} uses evaluator {env_preset.evaluator}: "
+            "add --set evaluator=supernet, or drop --supernet"
+        )
     run_dir = Path(runs_dir) / (run_name or default_run_name(env_preset, agent_preset, seed))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} already exists and is not empty: choose another --run-name or remove it")
@@ -120,7 +128,7 @@ def run_search(
         "seed": seed, "device": device, "rlnas_version": rlnas.__version__,
         "target_latency_ms": target_latency_ms or env_preset.reward.latency_target,
         "space_fingerprint": space.fingerprint, "init_policy": str(init_policy) if init_policy else None,
-        "plot_every": plot_every,
+        "plot_every": plot_every, "supernet": str(supernet) if supernet else None,
     }  # fmt: skip
     resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
@@ -194,10 +202,16 @@ def _run(
     if store.get_meta("space_fingerprint") not in (None, space.fingerprint):
         raise ConfigError(f"{run_dir / STORE_FILE} holds children of another search space: start a new search")
     store.set_meta("space_fingerprint", space.fingerprint)
+    supernet = None
+    if evaluator is None and env_preset.evaluator == "supernet":  # trained once, read by every environment
+        supernet = supernet_for_run(
+            env_preset, settings.get("supernet"), run_dir, device=settings["device"], progress_bar=progress_bar
+        )
     logger = _logger(run_dir, resume)
     make_env = functools.partial(
         _make_env, env_preset, device=settings["device"], store_path=run_dir / STORE_FILE,
         target_latency_ms=settings["target_latency_ms"], evaluator=evaluator, max_evaluations=settings["evaluations"],
+        supernet=supernet,
     )  # fmt: skip
     views = {"operators": space.operators, "plot_every": settings["plot_every"], "progress_bar": progress_bar}
     started = time.time()
@@ -224,8 +238,18 @@ def _run(
     return SearchResult(run_dir, count, best, controller)
 
 
-def _make_env(preset: EnvPreset, sequential: bool = False, **kwargs) -> Monitor:
-    env = ChildNetEnv(preset, **kwargs)
+def _make_env(
+    preset: EnvPreset,
+    *,
+    device: str,
+    evaluator: Evaluator | None,
+    supernet: Path | None,
+    sequential: bool = False,
+    **kwargs,
+) -> Monitor:
+    """One environment of the search (built in a subprocess with ``n_envs`` > 1)."""
+    evaluator = evaluator if evaluator is not None else make_evaluator(preset, device, supernet)
+    env = ChildNetEnv(preset, device=device, evaluator=evaluator, **kwargs)
     return Monitor(SequentialDesign(env) if sequential else env)
 
 

@@ -25,6 +25,7 @@ from stable_baselines3 import PPO
 from rlnas.agents.sequential import SequentialLayout
 from rlnas.config import ConfigError, EnvPreset, to_dict
 from rlnas.envs.child_net import OBSERVATION_LAYOUT
+from rlnas.presets import resolve_trained, trained_controllers
 from rlnas.space import Arch, SearchSpace
 
 CONTROLLER_FORMAT_VERSION = 1
@@ -140,17 +141,18 @@ class Controller:
 
 
 def load_controller(path: str | Path, space: SearchSpace | None = None) -> Controller:
-    """Load a controller from a run folder, its ``policy/`` folder or ``policy.zip``.
+    """Load a controller from a run folder, its ``policy/`` folder, ``policy.zip``, or the bare name of a shipped
+    one (``agents/trained/<name>``, e.g. ``nas_bench_macro__ppo``).
 
     With ``space``, refuse a controller trained for another search space.
     """
-    path = Path(path)
+    path = resolve_trained(path)
     candidates = [path / "policy", path] if path.is_dir() else [path.parent]
     folder = next((c for c in candidates if (c / META_FILE).is_file() and (c / POLICY_FILE).is_file()), None)
     if folder is None:
         raise FileNotFoundError(
             f"no controller at {path}: expected {POLICY_FILE} and {META_FILE} in it or in its policy/ folder "
-            "(written by `rlnas search`)"
+            f"(written by `rlnas search`), or the name of a shipped one ({', '.join(trained_controllers())})"
         )
     meta = json.loads((folder / META_FILE).read_text())
     if meta.get("format_version") != CONTROLLER_FORMAT_VERSION:
