@@ -13,6 +13,21 @@ __version__ = "0.1.0"
 
 register(id="rlnas/ChildNet-v0", entry_point="rlnas.envs.child_net:ChildNetEnv", nondeterministic=True)
 
+_LAZY = {  # imported on first use: they pull in stable-baselines3
+    "load_controller": "rlnas.agents.controller",
+    "run_search": "rlnas.search",
+    "resume_search": "rlnas.search",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rlnas' has no attribute {name!r}")
+
+
 __all__ = [
     "AgentPreset",
     "Arch",
@@ -22,5 +37,8 @@ __all__ = [
     "__version__",
     "build_model",
     "load_agent_preset",
+    "load_controller",
     "load_env_preset",
+    "resume_search",
+    "run_search",
 ]

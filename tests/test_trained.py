@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlnas.agents.controller import load_controller
+import rlnas
 from rlnas.config import load_env_preset
 from rlnas.envs.evaluators import space_for
 from rlnas.presets import preset_dirs, trained_controllers
@@ -21,7 +21,7 @@ def test_controllers_are_shipped_and_described():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_a_shipped_controller_proposes_children_of_its_presets_space(name):
-    controller = load_controller(name)
+    controller = rlnas.load_controller(name)
     preset = load_env_preset(controller.meta["env_preset"])
     controller.check_space(space_for(preset))
     proposals = controller.propose(3)
