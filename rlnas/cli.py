@@ -170,23 +170,28 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlnas", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    search = sub.add_parser("search", help="search architectures and keep-ratios with PPO or a baseline")
-    search.add_argument("--env", default="fashion_mnist", help="env preset name or YAML path (default: %(default)s)")
-    search.add_argument(
-        "--strategy", choices=sorted(STRATEGIES), help="search strategy (default: the --agent preset's, else ppo)"
-    )
-    search.add_argument("--agent", help="strategy preset name or YAML path (default: agents/<strategy>.yaml)")
-    search.add_argument(
+def _add_env_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--env`` (preset name or YAML path) and ``--set KEY=VALUE`` (repeatable preset overrides)."""
+    parser.add_argument("--env", default="fashion_mnist", help="env preset name or YAML path (default: %(default)s)")
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="override an env preset key, e.g. train.steps=50",
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlnas", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    search = sub.add_parser("search", help="search architectures and keep-ratios with PPO or a baseline")
+    _add_env_arguments(search)
+    search.add_argument(
+        "--strategy", choices=sorted(STRATEGIES), help="search strategy (default: the --agent preset's, else ppo)"
+    )
+    search.add_argument("--agent", help="strategy preset name or YAML path (default: agents/<strategy>.yaml)")
     search.add_argument(
         "--agent-set", action="append", default=[], metavar="KEY=VALUE", help="override a strategy preset key"
     )
@@ -250,8 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     latency = sub.add_parser("latency", help="per-device latency lookup tables")
     latency_sub = latency.add_subparsers(dest="latency_command", required=True)
     build = latency_sub.add_parser("build", help="time every layer configuration of a space on this device")
-    build.add_argument("--env", default="fashion_mnist", help="env preset name or YAML path (default: %(default)s)")
-    build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an env preset key")
+    _add_env_arguments(build)
     build.add_argument("--device", help="cpu or cuda (default: the preset's latency.device)")
     build.add_argument("--threads", type=int, help="torch threads (default: the preset's latency.threads)")
     build.add_argument("--batch", type=int, help="batch size (default: the preset's latency.batch_size)")
@@ -268,8 +272,7 @@ def _parser() -> argparse.ArgumentParser:
     supernet = sub.add_parser("supernet", help="weight-sharing supernets for evaluator: supernet")
     supernet_sub = supernet.add_subparsers(dest="supernet_command", required=True)
     train = supernet_sub.add_parser("train", help="train a supernet with the env preset's supernet settings")
-    train.add_argument("--env", default="fashion_mnist", help="env preset name or YAML path (default: %(default)s)")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an env preset key")
+    _add_env_arguments(train)
     train.add_argument("--out", type=Path, help="file to write (default: runs/supernets/{preset}__{time}/supernet.pt)")
     train.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

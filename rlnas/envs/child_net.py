@@ -127,6 +127,9 @@ class ChildNetEnv(gym.Env):
 
     def _stored_or_claimed(self, key: str, poll_s: float = 0.05) -> dict | None:
         """The stored evaluation of ``key``; None once this env has claimed it; "exhausted" past the budget."""
+        stored = self.store.lookup(key)  # a cache hit needs no write transaction
+        if stored is not None:
+            return stored
         while True:
             claim = self.store.claim(key, self.max_evaluations)
             if claim == "claimed":

@@ -23,7 +23,7 @@ import torch
 
 from rlnas.config import EnvPreset, TrainConfig
 from rlnas.latency import count_flops, count_params
-from rlnas.latency.source import latency_source
+from rlnas.latency.source import LatencySource, latency_source
 from rlnas.pruning import prune_child
 from rlnas.space import Arch, ChildNet, SearchSpace, build_model
 from rlnas.training.data import DataSplits, Split, dataset_shape, load_data
@@ -97,6 +97,55 @@ def space_for(preset: EnvPreset) -> SearchSpace:
     return SearchSpace(preset.space, input_shape, num_classes)
 
 
+def checked_device(device: str) -> torch.device:
+    """``device`` as a torch device; a clear error when CUDA is asked for but absent."""
+    checked = torch.device(device)
+    if checked.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    return checked
+
+
+def shared_settings(preset: EnvPreset, latency: LatencySource) -> dict[str, Any]:
+    """The settings every training evaluator's results depend on: data split, latency source, seed."""
+    data = {k: v for k, v in asdict(preset.data).items() if k not in ("root", "download")}
+    return {"data": data, "latency": asdict(preset.latency), "latency_source": latency.name, "seed": preset.seed}
+
+
+def measured_result(
+    model: ChildNet,
+    arch: Arch,
+    val: Split,
+    *,
+    eval_batch_size: int,
+    device: torch.device,
+    latency: LatencySource,
+    input_shape: tuple[int, ...],
+    params_unpruned: int,
+    **timings: float,
+) -> EvalResult:
+    """Evaluate the pruned ``model`` on ``val``, take its latency, count FLOPs and parameters.
+
+    ``timings``: the seconds its evaluator spent before (``train_s``, ``prune_s``, ``finetune_s``).
+    """
+    clock = time.perf_counter()
+    acc = accuracy(model, val, batch_size=eval_batch_size, device=device)
+    eval_s, clock = time.perf_counter() - clock, time.perf_counter()
+    latency_ms = latency(model, arch)
+    return EvalResult(
+        arch=str(arch),
+        status="ok",
+        accuracy=acc,
+        latency_ms=latency_ms,
+        flops=count_flops(model, input_shape),
+        params=count_params(model),
+        params_unpruned=params_unpruned,
+        eval_s=eval_s,
+        latency_s=time.perf_counter() - clock,
+        latency_source=latency.name,
+        **timings,
+    )
+
+
 def train_prune_finetune(
     model: ChildNet,
     data: Split,
@@ -135,18 +184,14 @@ class ScratchEvaluator:
 
     def __init__(self, preset: EnvPreset, device: str = "cpu", data: DataSplits | None = None) -> None:
         self.preset = preset
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+        self.device = checked_device(device)
         self.data = data if data is not None else load_data(preset.data)
         self.space = space_for(preset)
         if preset.train.threads:
             torch.set_num_threads(preset.train.threads)  # for the process: the controller trains with it too
-        train = {k: v for k, v in asdict(preset.train).items() if k != "threads"}
-        data = {k: v for k, v in asdict(preset.data).items() if k not in ("root", "download")}
         self.latency = latency_source(preset, self.space)
-        self.settings = {"evaluator": "scratch", "data": data, "train": train, "latency": asdict(preset.latency)}
-        self.settings |= {"latency_source": self.latency.name, "seed": preset.seed}
+        train = {k: v for k, v in asdict(preset.train).items() if k != "threads"}
+        self.settings = {"evaluator": "scratch", "train": train, **shared_settings(preset, self.latency)}
 
     def evaluate(self, arch: Arch) -> EvalResult:
         """Train, prune, fine-tune, evaluate and measure one child."""
@@ -161,26 +206,11 @@ class ScratchEvaluator:
             )
         except TrainingDiverged as err:
             return EvalResult(str(arch), "diverged", 0.0, 0.0, 0, 0, params_unpruned, reason=str(err))
-        clock = time.perf_counter()
-        acc = accuracy(model, self.data.val, batch_size=cfg.train.eval_batch_size, device=self.device)
-        eval_s, clock = time.perf_counter() - clock, time.perf_counter()
-        latency_ms = self.latency(model, arch)
-        latency_s = time.perf_counter() - clock
-        return EvalResult(
-            arch=str(arch),
-            status="ok",
-            accuracy=acc,
-            latency_ms=latency_ms,
-            flops=count_flops(model, self.space.input_shape),
-            params=count_params(model),
-            params_unpruned=params_unpruned,
-            train_s=train_s,
-            prune_s=prune_s,
-            finetune_s=finetune_s,
-            eval_s=eval_s,
-            latency_s=latency_s,
-            latency_source=self.latency.name,
-        )
+        return measured_result(
+            model, arch, self.data.val, eval_batch_size=cfg.train.eval_batch_size, device=self.device,
+            latency=self.latency, input_shape=self.space.input_shape, params_unpruned=params_unpruned,
+            train_s=train_s, prune_s=prune_s, finetune_s=finetune_s,
+        )  # fmt: skip
 
 
 def make_evaluator(preset: EnvPreset, device: str = "cpu", supernet: str | Path | None = None) -> Evaluator:

@@ -16,14 +16,14 @@ from pathlib import Path
 import torch
 
 from rlnas.config import EnvPreset
-from rlnas.envs.evaluators import EvalResult, child_seed, space_for
-from rlnas.latency import count_flops, count_params
+from rlnas.envs.evaluators import EvalResult, checked_device, child_seed, measured_result, shared_settings, space_for
+from rlnas.latency import count_params
 from rlnas.latency.source import latency_source
 from rlnas.pruning import prune_child
 from rlnas.space import Arch
 from rlnas.training.data import DataSplits, Split, load_data
 from rlnas.training.supernet import Supernet, load_supernet, save_supernet, train_supernet
-from rlnas.training.trainer import TrainingDiverged, accuracy, fit, recalibrate_bn
+from rlnas.training.trainer import TrainingDiverged, fit, recalibrate_bn
 
 SUPERNET_FILE = "supernet.pt"
 
@@ -35,9 +35,7 @@ class SupernetEvaluator:
         self, preset: EnvPreset, supernet: Supernet, device: str = "cpu", data: DataSplits | None = None
     ) -> None:
         self.preset = preset
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+        self.device = checked_device(device)
         self.space = space_for(preset)
         if supernet.space.fingerprint != self.space.fingerprint:
             raise ValueError(
@@ -51,11 +49,9 @@ class SupernetEvaluator:
         if preset.train.threads:
             torch.set_num_threads(preset.train.threads)
         self.latency = latency_source(preset, self.space)
-        data = {k: v for k, v in asdict(preset.data).items() if k not in ("root", "download")}
         self.settings = {
             "evaluator": "supernet", "supernet": asdict(preset.supernet), "weights": weights_digest(self.supernet),
-            "data": data, "latency": asdict(preset.latency), "latency_source": self.latency.name, "seed": preset.seed,
-            "eval_batch_size": preset.train.eval_batch_size,
+            "eval_batch_size": preset.train.eval_batch_size, **shared_settings(preset, self.latency),
         }  # fmt: skip
 
     def evaluate(self, arch: Arch) -> EvalResult:
@@ -78,25 +74,11 @@ class SupernetEvaluator:
             )  # fmt: skip
         except TrainingDiverged as err:
             return EvalResult(str(arch), "diverged", 0.0, 0.0, 0, 0, params_unpruned, reason=str(err))
-        finetune_s, clock = time.perf_counter() - clock, time.perf_counter()
-        acc = accuracy(model, self.val, batch_size=cfg.train.eval_batch_size, device=self.device)
-        eval_s, clock = time.perf_counter() - clock, time.perf_counter()
-        latency_ms = self.latency(model, arch)
-        latency_s = time.perf_counter() - clock
-        return EvalResult(
-            arch=str(arch),
-            status="ok",
-            accuracy=acc,
-            latency_ms=latency_ms,
-            flops=count_flops(model, self.space.input_shape),
-            params=count_params(model),
-            params_unpruned=params_unpruned,
-            prune_s=prune_s,
-            finetune_s=finetune_s,
-            eval_s=eval_s,
-            latency_s=latency_s,
-            latency_source=self.latency.name,
-        )
+        return measured_result(
+            model, arch, self.val, eval_batch_size=cfg.train.eval_batch_size, device=self.device,
+            latency=self.latency, input_shape=self.space.input_shape, params_unpruned=params_unpruned, prune_s=prune_s,
+            finetune_s=time.perf_counter() - clock,
+        )  # fmt: skip
 
 
 def train_preset_supernet(
