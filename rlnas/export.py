@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -29,6 +28,7 @@ from rlnas.config import EnvPreset, load_env_preset
 from rlnas.envs.evaluators import child_seed, space_for, train_prune_finetune
 from rlnas.latency import count_flops, count_params, measure_latency, torch_threads
 from rlnas.latency.table import device_name
+from rlnas.search import read_run_config
 from rlnas.space import ChildNet, build_model
 from rlnas.store import EvaluationStore
 from rlnas.training.data import load_data
@@ -52,10 +52,7 @@ class ExportResult:
 
 def load_run_preset(run_dir: str | Path) -> EnvPreset:
     """The resolved env preset a run was searched with (its ``config.yaml``)."""
-    config = Path(run_dir) / "config.yaml"
-    if not config.is_file():
-        raise FileNotFoundError(f"no config.yaml in {run_dir}: give a run folder written by `rlnas search`")
-    return load_env_preset(yaml.safe_load(config.read_text())["env"])
+    return load_env_preset(read_run_config(run_dir)["env"])
 
 
 def export_child(

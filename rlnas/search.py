@@ -137,6 +137,17 @@ def run_search(
     return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=False)
 
 
+def read_run_config(run_dir: str | Path) -> dict:
+    """A run's resolved presets and search settings (its ``config.yaml``: ``env``, ``agent``, ``search``)."""
+    config_file = Path(run_dir) / CONFIG_FILE
+    if not config_file.is_file():
+        raise FileNotFoundError(f"no {CONFIG_FILE} in {run_dir}: give a run folder written by `rlnas search`")
+    resolved = yaml.safe_load(config_file.read_text())
+    if not isinstance(resolved, dict) or "env" not in resolved:
+        raise ConfigError(f"{config_file} is not a run configuration written by `rlnas search`")
+    return resolved
+
+
 def resume_search(
     run_dir: str | Path, *, progress_bar: bool = True, evaluator: Evaluator | None = None
 ) -> SearchResult:
@@ -146,11 +157,8 @@ def resume_search(
     so no child is evaluated twice and the run ends with the planned number of evaluations.
     """
     run_dir = Path(run_dir)
-    config_file = run_dir / CONFIG_FILE
-    if not config_file.is_file():
-        raise FileNotFoundError(f"no {CONFIG_FILE} in {run_dir}: --resume takes a run folder written by `rlnas search`")
-    resolved = yaml.safe_load(config_file.read_text())
-    settings = resolved.get("search", {}) if isinstance(resolved, dict) else {}
+    resolved = read_run_config(run_dir)
+    settings = resolved.get("search", {})
     if settings.get("rlnas_version") != rlnas.__version__:
         raise ConfigError(
             f"{run_dir} was written by rlnas {settings.get('rlnas_version')!r}, this is {rlnas.__version__}: "

@@ -43,7 +43,7 @@ from rlnas.space import Arch, SearchSpace, build_model
 from rlnas.space.model import ChildNet
 from rlnas.space.ops import OPERATORS, ConvBN, MBConv, Pool, SepConv
 from rlnas.training.data import Split
-from rlnas.training.trainer import TrainingDiverged
+from rlnas.training.trainer import TrainingDiverged, cosine_optimizer
 
 SUPERNET_FORMAT_VERSION = 1
 
@@ -196,12 +196,7 @@ def train_supernet(
     """
     torch.manual_seed(seed)
     supernet.to(device).train()
-    params = supernet.parameters()
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    opt, schedule = cosine_optimizer(supernet.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.steps)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     writer = _summary_writer(log_dir)

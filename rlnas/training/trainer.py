@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -14,6 +15,17 @@ from rlnas.training.data import Split
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message says at which step."""
+
+
+def cosine_optimizer(
+    params: Iterable[nn.Parameter], optimizer: str, lr: float, weight_decay: float, steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW (or SGD with Nesterov momentum 0.9) and a cosine learning-rate schedule over ``steps``."""
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr, weight_decay=weight_decay)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
 
 
 def fit(
@@ -40,11 +52,7 @@ def fit(
     # Contiguous memory format on purpose: channels-last trained 1.4-1.6x faster on CPU but crashed torch 2.14
     # (heap corruption) when fine-tuning pruned children with narrow depthwise convolutions on one thread.
     model.to(device).train()
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    opt, schedule = cosine_optimizer(model.parameters(), optimizer, lr, weight_decay, steps)
     generator = torch.Generator().manual_seed(seed)
     tail, losses, step = max(1, steps // 10), [], 0
     bar = tqdm(total=steps, desc=progress, unit="step", disable=progress is None)
