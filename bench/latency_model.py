@@ -42,9 +42,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50, help="validation children")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved measurement rounds")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved measurement rounds")
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per round")
     parser.add_argument("--aggregate", choices=["min", "median"], default="min")
-    parser.add_argument("--calibration", type=int, default=16, help="children measured to fit the overhead")
+    parser.add_argument("--calibration", type=int, default=32, help="children measured to fit the overhead")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table", help="also save the table to this JSON file")
     parser.add_argument("--plot", help="write a scatter plot PNG here")
@@ -54,7 +55,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     preset = load_env_preset(args.env)
     space = space_for(preset)
-    cfg = dataclasses.replace(preset.latency, device="cpu", threads=args.threads, batch_size=args.batch_size)
+    cfg = dataclasses.replace(
+        preset.latency, device="cpu", threads=args.threads, batch_size=args.batch_size, repeats=args.repeats
+    )
 
     table = LatencyTable.build(
         space, cfg, rounds=args.rounds, aggregate=args.aggregate, calibration=args.calibration, seed=args.seed
@@ -100,9 +103,10 @@ def main() -> None:
         [
             f"Preset `{preset.name}` (space {space.fingerprint}): {len(table.entries)} table entries; latency on cpu, "
             f"{cfg.threads} thread, batch {cfg.batch_size}; every entry and every end-to-end figure is the "
-            f"{meas['aggregate']} over {meas['rounds']} interleaved rounds of a median of {cfg.repeats} calls "
-            f"(warm-up {cfg.warmup}). Overhead fitted on {args.calibration} random children; validated on "
-            f"{args.n} others (measured {result.measured.min():.2f}-{result.measured.max():.2f} ms).",
+            f"{meas['aggregate']} over {meas['rounds']} interleaved rounds of the {cfg.statistic} of "
+            f"{cfg.repeats} calls (warm-up {cfg.warmup}). Overhead fitted on {args.calibration} random "
+            f"children; validated on {args.n} others "
+            f"(measured {result.measured.min():.2f}-{result.measured.max():.2f} ms).",
             "",
             "| predictor | MAPE (%) | max abs error (%) | Kendall tau | Spearman rho |",
             "|---|---:|---:|---:|---:|",

@@ -54,7 +54,7 @@ def main() -> None:
         [
             f"Preset `{preset.name}`: {preset.train.steps} train + {preset.train.finetune_steps} fine-tune steps "
             f"(batch {preset.train.batch_size}); latency: {preset.latency.device}, {preset.latency.threads} thread, "
-            f"batch {preset.latency.batch_size}, median of {preset.latency.repeats}.",
+            f"batch {preset.latency.batch_size}, {preset.latency.statistic} of {preset.latency.repeats}.",
             "",
             "| child | architecture | step (s) | train | prune | fine-tune | evaluate | latency | val. acc. "
             "| latency (ms) | unpruned latency (ms) | params |",

@@ -106,7 +106,7 @@ def _latency_build(args: argparse.Namespace) -> int:
     from rlnas.latency.table import LatencyTable
 
     preset = load_env_preset(args.env, args.set)
-    changes = {"device": args.device, "threads": args.threads, "batch_size": args.batch}
+    changes = {"device": args.device, "threads": args.threads, "batch_size": args.batch, "repeats": args.repeats}
     cfg = dataclasses.replace(preset.latency, **{k: v for k, v in changes.items() if v is not None})
     out = args.out or default_table_path(preset.name, cfg)
     with torch_threads(cfg.threads):
@@ -259,7 +259,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--device", help="cpu or cuda (default: the preset's latency.device)")
     build.add_argument("--threads", type=int, help="torch threads (default: the preset's latency.threads)")
     build.add_argument("--batch", type=int, help="batch size (default: the preset's latency.batch_size)")
-    build.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds, min kept (default: 5)")
+    build.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default: %(default)s)")
+    build.add_argument("--repeats", type=int, default=10, help="timed calls per round (default: %(default)s)")
     build.add_argument("--out", type=Path, help="table file (default: runs/latency/{preset}__{device}__t*__b*.json)")
     build.set_defaults(func=_latency_build)
     check = latency_sub.add_parser("validate", help="compare a table's predictions with end-to-end measurements")

@@ -80,7 +80,11 @@ class TrainConfig:
 class LatencyConfig:
     """The target device (type, thread count, batch size) and where a child's latency comes from.
 
-    ``source``: ``measured`` (each child timed end to end: ``warmup`` runs, then the median of ``repeats``),
+    ``statistic``: how ``repeats`` timed calls (after ``warmup`` untimed ones) become one latency: ``min`` (the
+    default: the least-disturbed call, which repeats within a few percent on a shared machine where the median
+    drifts by tens of percent; see BENCHMARKS.md) or ``median``.
+
+    ``source``: ``measured`` (each child timed end to end as above),
     ``table`` (predicted from a lookup table built by ``rlnas latency build``; ``table`` names the file, default
     ``runs/latency/{preset}__{device}__t{threads}__b{batch}.json``), ``flops`` (FLOPs times a milliseconds-per-FLOP
     constant measured once on the space's full-width reference child), or ``auto``: ``table`` when a table for
@@ -92,6 +96,7 @@ class LatencyConfig:
     batch_size: int = 1
     warmup: int = 10
     repeats: int = 30
+    statistic: Literal["min", "median"] = "min"
     source: Literal["auto", "measured", "table", "flops"] = "auto"
     table: str | None = None
 

@@ -50,7 +50,7 @@ def test_cli_latency_build_then_validate(tmp_path, capsys):
     from rlnas.cli import main
 
     table = tmp_path / "digits.json"
-    assert main(["latency", "build", "--env", "digits", "--set", "latency.repeats=3", "--rounds", "1",
+    assert main(["latency", "build", "--env", "digits", "--repeats", "3", "--rounds", "1",
                  "--out", str(table)]) == 0  # fmt: skip
     assert table.is_file() and "rlnas latency validate" in capsys.readouterr().out
     assert (

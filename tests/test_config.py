@@ -177,6 +177,7 @@ def test_bad_optimizer_lists_the_choices(digits_dict):
         ("train", "finetune_lr", -1.0, "train.finetune_lr"),
         ("latency", "batch_size", 0, "latency.batch_size"),
         ("latency", "warmup", -1, "latency.warmup"),
+        ("latency", "statistic", "mean", "latency.statistic"),
         ("data", "image_size", 0, "data.image_size"),
     ],
 )

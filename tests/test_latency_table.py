@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 
 from rlnas.config import ConfigError, LatencyConfig, StageConfig
 from rlnas.envs.evaluators import space_for
-from rlnas.latency import count_flops
+from rlnas.latency import count_flops, measure_latency
 from rlnas.latency.source import default_table_path, latency_source
 from rlnas.latency.table import (
     HEAD,
@@ -73,6 +74,27 @@ def test_configurations_follow_the_pruning_rules(tiny_space):
             assert c.c_out in {2, 3, 6}  # kept_channels(6, keep) for keeps 0.25, 0.5, 1.0
     heads = {c.c_in for c in configs if c.op == HEAD}
     assert heads == {c.c_out for c in configs if c.position == tiny_space.num_layers - 1}
+
+
+class _Stalls(torch.nn.Module):
+    """A forward pass that takes 1 ms, except every other call stalls for 6 ms (a busy shared machine)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        time.sleep(0.006 if self.calls % 2 else 0.001)
+        return x
+
+
+@pytest.mark.parametrize(("statistic", "low", "high"), [("min", 1.0, 3.0), ("median", 3.5, 9.0)])
+def test_latency_statistic_picks_the_least_disturbed_call_or_the_median(statistic, low, high):
+    cfg = dataclasses.replace(FAST, warmup=0, repeats=5, statistic=statistic)
+    model = _Stalls()
+    assert low <= measure_latency(model, (1,), cfg) < high
+    assert model.calls == 5
 
 
 def test_table_round_trips_through_its_file(digits_table, tmp_path):

@@ -1,4 +1,4 @@
-"""Measure inference latency on a device: fixed threads and batch, warm-up, repetitions, median."""
+"""Measure inference latency on a device: fixed threads and batch, warm-up, repetitions, min or median."""
 
 from __future__ import annotations
 
@@ -24,9 +24,15 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def summarise_times(seconds: list[float], statistic: str) -> float:
+    """Milliseconds: the ``min`` or ``median`` of timed calls given in seconds."""
+    return (min(seconds) if statistic == "min" else statistics.median(seconds)) * 1000.0
+
+
 @torch.inference_mode()
 def measure_latency(model: nn.Module, input_shape: tuple[int, ...], cfg: LatencyConfig) -> float:
-    """Median wall-clock milliseconds of one forward pass (eval mode) of a ``cfg.batch_size`` batch."""
+    """Wall-clock milliseconds of one forward pass (eval mode) of a ``cfg.batch_size`` batch: the
+    ``cfg.statistic`` (min or median) of ``cfg.repeats`` timed calls after ``cfg.warmup`` untimed ones."""
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("latency.device is cuda but no CUDA device is available; set latency.device: cpu")
@@ -43,4 +49,4 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], cfg: Latency
             model(x)
             sync()
             times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000.0
+    return summarise_times(times, cfg.statistic)

@@ -37,7 +37,7 @@ def default_table_path(preset_name: str, cfg: LatencyConfig) -> Path:
 
 @dataclasses.dataclass(frozen=True)
 class MeasuredLatency:
-    """Time every child end to end (``warmup`` runs, median of ``repeats``)."""
+    """Time every child end to end (``warmup`` runs, then the ``statistic`` of ``repeats``)."""
 
     input_shape: tuple[int, ...]
     cfg: LatencyConfig

@@ -14,14 +14,16 @@ for every width the last layer can produce. Distinct configurations are timed on
 (eval mode, ``torch.inference_mode``, the table's batch size, thread count and device): one forward pass per
 sample, timed with ``time.perf_counter`` (with a device synchronisation on CUDA), ``warmup`` untimed passes
 first. The samples are taken in ``rounds`` interleaved passes over all configurations (each in a fresh random
-order), so a burst of load from another process on a shared machine spreads over many entries instead of
-spoiling a few; an entry is the median of all its samples.
+order; ``cfg.repeats`` calls per pass), so a burst of load from another process on a shared machine spreads
+over many entries instead of spoiling a few, and every entry is sampled in many moments: at the same number of
+calls, 15 rounds of 10 repeat far better than 5 rounds of 30 (see the bench); an entry is the aggregate of
+its per-round figures (see Noise).
 
 **Overhead.** Timing layers one by one misses what an end-to-end forward pass adds: ``ChildNet.forward`` and
 its per-module dispatch, ``flatten``, the interpreter's work between layers, and the cache state one layer
-leaves to the next. At build time ``calibration`` random children are built, really pruned and measured end
-to end (:func:`measure_children`: :func:`rlnas.latency.measure_latency`, the measurement the environment
-reports, in interleaved rounds aggregated like the entries), and two fits of
+leaves to the next. At build time ``calibration`` random children are built, really pruned and timed end to
+end in the same interleaved rounds as the entries (timed exactly as :func:`rlnas.latency.measure_latency`
+times a child, so calibration and entries see the same machine state), and two fits of
 ``predicted = intercept + scale * summed`` are stored: ``intercept`` (scale 1, intercept = median of
 measured - summed: one robust parameter; the default) and ``affine`` (both parameters, least squares on the
 relative error, which is what MAPE and the reward's ``cost / target`` see). Side by side on the default
@@ -31,10 +33,12 @@ overhead is small and mostly a constant; a fitted scale mostly absorbs how busy 
 be during calibration, which is why the one-parameter fit is the default. :meth:`LatencyTable.use_fit`
 switches between ``intercept``, ``affine`` and ``none`` (the bare sum).
 
-**Noise.** On a shared CPU the speed of the same child drifts by up to 2x over minutes. Entries and
-end-to-end measurements therefore default to ``aggregate="min"``: the minimum over interleaved rounds of
-per-round medians, i.e. the latency in the least-disturbed round, which repeats far better than an overall
-median (see the bench); ``aggregate="median"`` is available.
+**Noise.** On a shared CPU (a VM whose host steals cycles) the speed of the same child drifts by up to 2x over
+minutes, and even a median of 30 consecutive calls moves by tens of percent. Entries and end-to-end
+measurements therefore default to the minimum: ``latency.statistic: min`` within each round and
+``aggregate="min"`` over the interleaved rounds, i.e. the least-disturbed call of all, the figure the child
+reaches whenever the device is not shared; measured again it repeats within a few percent, where medians
+repeat within 15-20% (see the bench). ``statistic: median`` and ``aggregate="median"`` are available.
 
 **Predicting.** :meth:`LatencyTable.predict` follows a precomputed transition map ``(position, operator,
 keep-ratio, input width) -> (entry, output width)``: a handful of dictionary look-ups, no torch module is built
@@ -55,7 +59,7 @@ import platform
 import statistics
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -65,7 +69,7 @@ from torch import nn
 
 from rlnas.config import ConfigError, LatencyConfig
 from rlnas.latency.flops import count_flops
-from rlnas.latency.measure import measure_latency, torch_threads
+from rlnas.latency.measure import measure_latency, summarise_times, torch_threads
 from rlnas.pruning.prune import prune_child, prune_layer
 from rlnas.space.model import ChildNet, build_model
 from rlnas.space.ops import OPERATORS, ConvBN, MBConv, Pool, SepConv
@@ -314,9 +318,9 @@ def _time_entries(
     progress: bool,
     desc: str,
 ) -> list[float]:
-    """Milliseconds per module: in each of ``rounds`` interleaved passes (shuffled order) the median of
-    ``cfg.repeats`` timed calls after a warm-up (``cfg.warmup`` in the first pass, fewer after), exactly as
-    :func:`measure_latency` times a child; the per-round medians are then aggregated (``min`` or ``median``)."""
+    """Milliseconds per module: in each of ``rounds`` interleaved passes (shuffled order) the ``cfg.statistic``
+    of ``cfg.repeats`` timed calls after a warm-up (``cfg.warmup`` in the first pass, fewer after), exactly as
+    :func:`measure_latency` times a child; the per-round figures are then aggregated (``min`` or ``median``)."""
     from tqdm.auto import tqdm
 
     device = torch.device(cfg.device)
@@ -338,34 +342,41 @@ def _time_entries(
                     module(x)
                     sync()
                     times.append(clock() - start)
-                per_round[j].append(statistics.median(times) * 1000.0)
+                per_round[j].append(summarise_times(times, cfg.statistic))
                 bar.update()
     return [_aggregate(t, aggregate) for t in per_round]
+
+
+def _pruned_children(space: SearchSpace, archs: Sequence[Arch], seed: int, device: str = "cpu") -> list[nn.Module]:
+    """The really pruned children of ``archs`` (eval mode), their weights drawn under ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return [prune_child(build_model(space, arch)).to(device).eval() for arch in archs]
 
 
 def measure_children(
     space: SearchSpace,
     archs: Sequence[Arch],
     cfg: LatencyConfig,
-    rounds: int = 5,
+    rounds: int = 15,
     aggregate: Aggregate = "min",
     seed: int = 0,
     progress: bool = False,
     desc: str = "children",
 ) -> np.ndarray:
     """End-to-end latency (ms) of really pruned children (:func:`build_model` + :func:`prune_child`): one
-    :func:`measure_latency` call per child in each of ``rounds`` interleaved passes, aggregated over passes."""
+    :func:`measure_latency` call per child in each of ``rounds`` interleaved passes (the full ``cfg.warmup`` in
+    the first, fewer after), aggregated over passes."""
     from tqdm.auto import tqdm
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        models = [prune_child(build_model(space, arch)).eval() for arch in archs]
+    models = _pruned_children(space, archs, seed)
     rng = np.random.default_rng(seed)
     samples: list[list[float]] = [[] for _ in archs]
     with tqdm(total=rounds * len(archs), desc=desc, unit="child", disable=not progress, leave=False) as bar:
-        for _ in range(rounds):
+        for r in range(rounds):
+            round_cfg = cfg if r == 0 else replace(cfg, warmup=min(cfg.warmup, 3))
             for j in rng.permutation(len(archs)):
-                samples[j].append(measure_latency(models[j], space.input_shape, cfg))
+                samples[j].append(measure_latency(models[j], space.input_shape, round_cfg))
                 bar.update()
     return np.array([_aggregate(s, aggregate) for s in samples])
 
@@ -417,15 +428,16 @@ class LatencyTable:
         space: SearchSpace,
         cfg: LatencyConfig,
         *,
-        rounds: int = 5,
+        rounds: int = 15,
         aggregate: Aggregate = "min",
-        calibration: int = 16,
+        calibration: int = 32,
         fit: Fit = "intercept",
         seed: int = 0,
         progress: bool = True,
     ) -> LatencyTable:
-        """Time every configuration of ``space`` on ``cfg``'s device, then fit the overhead on ``calibration``
-        random children measured end to end (0: no overhead term)."""
+        """Time every configuration of ``space`` on ``cfg``'s device and fit the overhead on ``calibration``
+        random children measured end to end in the same interleaved rounds, so that entries and children see the
+        same machine state (0: no overhead term)."""
         start = time.perf_counter()
         dev = torch.device(cfg.device)
         name = device_name(cfg.device)
@@ -437,10 +449,14 @@ class LatencyTable:
             for config in configs:
                 modules.append(enum.build_module(config).to(dev).eval())
                 inputs.append(torch.randn(cfg.batch_size, config.c_in, *config.resolution, device=dev))
+        rng = np.random.default_rng(seed + 1)
+        archs = [space.sample(rng) for _ in range(calibration)]
+        modules += _pruned_children(space, archs, seed, cfg.device)
+        inputs += [torch.randn(cfg.batch_size, *space.input_shape, device=dev) for _ in archs]
         times = _time_entries(modules, inputs, cfg, rounds, aggregate, seed, progress, "latency table")
         table = cls(
             space=space,
-            entries=dict(zip(configs, times, strict=True)),
+            entries=dict(zip(configs, times[: len(configs)], strict=True)),
             device=dev.type,
             device_name=name,
             threads=cfg.threads,
@@ -448,6 +464,7 @@ class LatencyTable:
             measurement={
                 "warmup": cfg.warmup,
                 "repeats": cfg.repeats,
+                "statistic": cfg.statistic,
                 "rounds": rounds,
                 "aggregate": aggregate,
                 "seed": seed,
@@ -455,10 +472,8 @@ class LatencyTable:
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             _enum=enum,
         )
-        if calibration > 0:
-            rng = np.random.default_rng(seed + 1)
-            archs = [space.sample(rng) for _ in range(calibration)]
-            measured = measure_children(space, archs, cfg, rounds, aggregate, seed, progress, "calibration")
+        if archs:
+            measured = np.array(times[len(configs) :])
             summed = np.array([table.summed(a) for a in archs])
             table.calibration = [
                 {"arch": str(a), "measured_ms": float(m), "summed_ms": float(s)}
@@ -703,12 +718,12 @@ def validate(
     seed: int = 1234,
     cfg: LatencyConfig | None = None,
     *,
-    rounds: int = 5,
+    rounds: int | None = None,
     aggregate: Aggregate | None = None,
     progress: bool = True,
 ) -> Validation:
     """Measure ``n`` random really-pruned children end to end (:func:`measure_children`: ``rounds`` interleaved
-    :func:`measure_latency` calls each, aggregated like the table's entries unless ``aggregate`` says otherwise)
+    :func:`measure_latency` calls each, aggregated; both like the table's entries unless told otherwise)
     and compare with the table's predictions; also counts their FLOPs (the proxy)."""
     if space.fingerprint != table.space.fingerprint:
         raise ConfigError(
@@ -720,11 +735,13 @@ def validate(
         batch_size=table.batch_size,
         warmup=int(table.measurement.get("warmup", 10)),
         repeats=int(table.measurement.get("repeats", 30)),
+        statistic=table.measurement.get("statistic", "median"),
     )
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     archs = [space.sample(rng) for _ in range(n)]
     aggregate = aggregate or table.measurement.get("aggregate", "min")
+    rounds = rounds or int(table.measurement.get("rounds", 5))
     measured = measure_children(space, archs, cfg, rounds, aggregate, seed, progress, "validation")
     flops = np.array([count_flops(prune_child(build_model(space, a)), space.input_shape) for a in archs], float)
     predicted = table.predict_many(archs)
