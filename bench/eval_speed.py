@@ -70,7 +70,7 @@ def main() -> None:
         seed = child_seed(preset.seed, arch)
         _, recal = timed(
             lambda model=model, seed=seed: recalibrate_bn(
-                model, data.train, batches=s.recalibration_batches, batch_size=s.batch_size, seed=seed
+                model, data.train, batches=s.recalibration_batches, batch_size=s.recalibration_batch, seed=seed
             )
         )
         _, forward = timed(lambda model=model: accuracy(model, fast.val, batch_size=preset.train.eval_batch_size))
@@ -93,7 +93,7 @@ def main() -> None:
     table = "\n".join(
         [
             f"Preset `{preset.name}` ({preset.data.val_size} validation images; supernet evaluator scores the first "
-            f"{s.val_size or 'all'}), {s.recalibration_batches} recalibration batches of {s.batch_size}, "
+            f"{s.val_size or 'all'}), {s.recalibration_batches} recalibration batches of {s.recalibration_batch}, "
             f"{s.finetune_steps} fine-tune steps; scratch: {preset.train.steps} train + "
             f"{preset.train.finetune_steps} fine-tune steps. Supernet: {trained_with['steps']} steps "
             f"({trained_with['sampling']} sampling, batch {trained_with['batch_size']}, lr {trained_with['lr']}), "

@@ -99,7 +99,8 @@ def main() -> None:
             f"{trained_with['steps']} steps, sampling {trained_with['sampling']}, batch {trained_with['batch_size']}, "
             f"lr {trained_with['lr']}, resort every {trained_with['resort_every']}, trained in {train_s:.0f} s; "
             "child evaluation: "
-            f"{s.recalibration_batches} recalibration batches, {s.finetune_steps} fine-tune steps, "
+            f"{s.recalibration_batches} recalibration batches of {s.recalibration_batch}, {s.finetune_steps} "
+            "fine-tune steps, "
             f"val_size {s.val_size or 'all'}. Standalone: the scratch evaluator's budget, {preset.train.steps} "
             f"train + {preset.train.finetune_steps} fine-tune steps (batch {preset.train.batch_size}), whole "
             f"validation split ({RESULTS.relative_to(RESULTS.parents[2])}).",

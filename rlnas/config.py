@@ -158,7 +158,9 @@ class SupernetConfig:
     ``sampling`` picks each step's paths (``uniform``: one uniformly random path; ``sandwich``: the
     widest, the narrowest and one random path, gradients summed); the channel importance order (L1) is
     re-ranked every ``resort_every`` steps. Evaluation of a child: BatchNorm statistics re-estimated on
-    ``recalibration_batches`` training batches of ``batch_size``, then ``finetune_steps`` at ``finetune_lr``,
+    ``recalibration_batches`` training batches of ``recalibration_batch_size`` (null: ``batch_size``; a few
+    large batches give the same statistics as many small ones at a fraction of the dispatch cost), then
+    ``finetune_steps`` at ``finetune_lr``,
     then accuracy on the first ``val_size`` examples of the (seeded, fixed) validation split (null: all of it).
     """
 
@@ -170,9 +172,15 @@ class SupernetConfig:
     sampling: Literal["uniform", "sandwich"] = "uniform"
     resort_every: int = 50
     recalibration_batches: int = 10
+    recalibration_batch_size: int | None = None
     finetune_steps: int = 0
     finetune_lr: float = 1e-3
     val_size: int | None = None
+
+    @property
+    def recalibration_batch(self) -> int:
+        """The batch size BatchNorm recalibration uses."""
+        return self.recalibration_batch_size or self.batch_size
 
 
 @dataclass(frozen=True)
@@ -482,6 +490,10 @@ def _validate_supernet(s: SupernetConfig) -> None:
     _check(s.weight_decay >= 0, "supernet.weight_decay", s.weight_decay, "a non-negative number")
     _check(s.resort_every > 0, "supernet.resort_every", s.resort_every, "a positive number of steps")
     _check(s.recalibration_batches >= 0, "supernet.recalibration_batches", s.recalibration_batches, "0 or more")
+    _check(
+        s.recalibration_batch_size is None or s.recalibration_batch_size > 0,
+        "supernet.recalibration_batch_size", s.recalibration_batch_size, "a positive integer or null (batch_size)",
+    )  # fmt: skip
     _check(s.finetune_steps >= 0, "supernet.finetune_steps", s.finetune_steps, "a non-negative number of steps")
     _check(s.finetune_lr > 0, "supernet.finetune_lr", s.finetune_lr, "a positive learning rate")
     _check(s.val_size is None or s.val_size > 0, "supernet.val_size", s.val_size, "a positive number or null (all)")

@@ -184,7 +184,12 @@ def test_cli_trains_and_saves_a_supernet_and_search_refuses_it_for_a_scratch_pre
 
 @pytest.mark.parametrize(
     ("key", "value", "allowed"),
-    [("steps", 0, "positive"), ("sampling", "sometimes", "uniform"), ("val_size", 0, "null")],
+    [
+        ("steps", 0, "positive"),
+        ("sampling", "sometimes", "uniform"),
+        ("val_size", 0, "null"),
+        ("recalibration_batch_size", 0, "positive"),
+    ],
 )
 def test_supernet_section_is_validated_naming_the_key(key, value, allowed):
     with pytest.raises(ConfigError, match=rf"supernet\.{key}.*{allowed}"):

@@ -63,8 +63,8 @@ class SupernetEvaluator:
         params_unpruned = count_params(model)
         prune_child(model, arch)
         recalibrate_bn(
-            model, self.data.train, batches=s.recalibration_batches, batch_size=s.batch_size, device=self.device,
-            seed=seed,
+            model, self.data.train, batches=s.recalibration_batches, batch_size=s.recalibration_batch,
+            device=self.device, seed=seed,
         )  # fmt: skip
         prune_s, clock = time.perf_counter() - clock, time.perf_counter()
         try:
