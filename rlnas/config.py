@@ -164,12 +164,12 @@ class SupernetConfig:
     then accuracy on the first ``val_size`` examples of the (seeded, fixed) validation split (null: all of it).
     """
 
-    steps: int = 3000
+    steps: int = 1000
     batch_size: int = 64
     lr: float = 1e-2
     weight_decay: float = 1e-4
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    sampling: Literal["uniform", "sandwich"] = "uniform"
+    sampling: Literal["uniform", "sandwich"] = "sandwich"
     resort_every: int = 50
     recalibration_batches: int = 10
     recalibration_batch_size: int | None = None

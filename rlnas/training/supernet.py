@@ -14,11 +14,13 @@ are currently the most important. The order is an index, not a physical permutat
 read by every operator of the next layer, so permuting one operator's filters would scramble the inputs of
 all the others.
 
-Sampling (``supernet.sampling``): ``uniform`` (SPOS, Guo et al. 2020) draws every layer's operator and
-keep-ratio uniformly; ``sandwich`` (BigNAS / Once-for-All's rule) trains the widest, the narrowest and one
-random path per step, with random operators, and sums their gradients. ``uniform`` is the default: the
-controller proposes children from the whole space, uniform sampling trains every path equally often, and on
-a CPU budget of a few minutes it trains three times as many distinct paths as ``sandwich``.
+Sampling (``supernet.sampling``): ``sandwich`` (BigNAS / Once-for-All's rule, the default) trains the
+widest, the narrowest and one random path per step, with random operators, and sums their gradients;
+``uniform`` (SPOS, Guo et al. 2020) draws every layer's operator and keep-ratio uniformly, one path per step.
+At equal training time uniform sampling trains three times as many distinct paths, but it gives every width
+the same few updates, and its inherited accuracy scored wide children no better than half-width ones; the
+sandwich trains the widest path every step and ranks children by width as standalone training does (Kendall
+tau 0.495 vs 0.358 on ``bench/proxy_fidelity.py``).
 """
 
 from __future__ import annotations
