@@ -206,7 +206,8 @@ class EnvPreset:
 class PPOPreset:
     """PPO hyperparameters (stable-baselines3 names), tuned for short, expensive searches.
 
-    ``reward_transform`` and ``repeated_children`` shape what the learner sees (:mod:`rlnas.agents.reward_shaping`).
+    ``reward_transform``, ``repeated_children`` and ``rank_window`` (rank among the last this many first visits;
+    None: all) shape what the learner sees (:mod:`rlnas.agents.reward_shaping`).
     ``factorisation``: ``joint`` (one step per child, independent per-dimension choices) or ``sequential`` (one
     decision per step, :mod:`rlnas.agents.sequential`). ``n_steps`` and ``batch_size`` count children either way.
     ``ent_half_life``: the entropy coefficient halves every this many children (None: constant).
@@ -227,6 +228,7 @@ class PPOPreset:
     net_arch: tuple[int, ...] = ()
     reward_transform: Literal["rank", "none"] = "rank"
     repeated_children: Literal["neutral", "reward"] = "neutral"
+    rank_window: int | None = None
     factorisation: Literal["joint", "sequential"] = "joint"
     ent_half_life: float | None = None
     seed: int = 0
@@ -516,6 +518,7 @@ def _validate_agent(p: AgentPreset) -> None:
     _check(p.vf_coef >= 0, "vf_coef", p.vf_coef, "a non-negative number")
     _check(p.max_grad_norm > 0, "max_grad_norm", p.max_grad_norm, "a positive number")
     _check(all(w > 0 for w in p.net_arch), "net_arch", list(p.net_arch), "positive layer sizes")
+    _check(p.rank_window is None or p.rank_window >= 1, "rank_window", p.rank_window, "a positive number or null")
     half_life = p.ent_half_life
     _check(half_life is None or half_life > 0, "ent_half_life", half_life, "a positive number of children or null")
 

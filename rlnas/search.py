@@ -300,7 +300,7 @@ def _search_with_ppo(
     steps_per_child = SequentialLayout(space.nvec).steps if sequential else 1  # environment steps per child
     factories = [functools.partial(make_env, sequential=sequential)] * n_envs
     base = SubprocVecEnv(factories) if n_envs > 1 else DummyVecEnv(factories)
-    vec_env = RewardShaping(base, agent.reward_transform, agent.repeated_children)
+    vec_env = RewardShaping(base, agent.reward_transform, agent.repeated_children, agent.rank_window)
     latest = checkpoints(run_dir / CHECKPOINT_DIR)[-1:] if resume else []
     if latest:
         model, state = load_checkpoint(latest[0], vec_env, vec_env)

@@ -271,7 +271,15 @@ def test_every_shipped_agent_preset_loads(path):
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("n_epochs", 0), ("gamma", 0.0), ("gamma", 1.5), ("gae_lambda", -0.1), ("clip_range", 0.0), ("ent_coef", -0.01)],
+    [
+        ("n_epochs", 0),
+        ("gamma", 0.0),
+        ("gamma", 1.5),
+        ("gae_lambda", -0.1),
+        ("clip_range", 0.0),
+        ("ent_coef", -0.01),
+        ("rank_window", 0),
+    ],
 )
 def test_agent_range_errors_name_the_key(key, value):
     with pytest.raises(ConfigError, match=rf"{key}: {value!r} is not allowed"):

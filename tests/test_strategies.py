@@ -172,3 +172,20 @@ def test_reward_shaping_ranks_first_visits_and_neutralises_repeats(synthetic_tab
     assert shaping.shape(c, 0.1) == pytest.approx(0.5 / 3 - 0.5)
     raw = RewardShaping(venv, "none", "reward")
     assert raw.shape(a, 0.5) == raw.shape(a, 0.5) == 0.5
+
+
+def test_a_rank_window_ranks_among_the_latest_first_visits_only(synthetic_table_preset):
+    """With ``rank_window``, old rewards drop out: a child beating its recent peers ranks high again."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rlnas.agents.reward_shaping import RewardShaping
+    from rlnas.envs.child_net import ChildNetEnv
+
+    venv = DummyVecEnv([lambda: ChildNetEnv(synthetic_table_preset)])
+    windowed, full = RewardShaping(venv, "rank", "neutral", window=2), RewardShaping(venv, "rank", "neutral")
+    children = [(np.array([i, 0]), r) for i, r in enumerate((0.9, 0.2, 0.3))]
+    shaped = [(windowed.shape(a, r), full.shape(a, r)) for a, r in children]
+    assert shaped[1] == (pytest.approx(0.25 - 0.5), pytest.approx(0.25 - 0.5))  # both see 0.9 and 0.2
+    assert shaped[2] == (pytest.approx(0.25), pytest.approx(1.5 / 3 - 0.5))  # the window forgot 0.9
+    assert windowed.shape(children[0][0], 0.9) == 0.0  # repeats stay neutral and out of the window
+    assert windowed.history == full.history == [0.9, 0.2, 0.3]

@@ -3,7 +3,9 @@
 ``rank``: a reward becomes its percentile among all rewards seen so far, itself included, centred on 0:
 ``(#lower + 0.5 * #equal) / n - 0.5``. Accuracies of good children differ by hundredths of a percent; ranks
 turn those differences into a signal of constant scale. An affine transform (running mean/std) would not
-help: with advantage normalisation it cancels out (see BENCHMARKS.md, PPO settings).
+help: with advantage normalisation it cancels out (see BENCHMARKS.md, PPO settings). With ``window`` (the
+preset's ``rank_window``) the percentile is among the last ``window`` first visits only, so late in a search a
+child is compared with its recent peers rather than with the poor children of the first rollouts.
 
 ``repeated_children: neutral``: a child the search has already evaluated teaches nothing new, so the learner
 gets 0 for it and it does not enter the rank history; the policy is pushed towards children it has not seen.
@@ -14,21 +16,22 @@ episodes (:mod:`rlnas.agents.sequential`) work: their intermediate rewards pass 
 
 from __future__ import annotations
 
-import bisect
-
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 
 class RewardShaping(VecEnvWrapper):
-    """Rank-transform rewards and neutralise repeated children, for the learner only."""
+    """Rank-transform rewards (among all or the latest first visits) and neutralise repeats, for the learner."""
 
-    def __init__(self, venv: VecEnv, transform: str = "rank", repeated_children: str = "neutral") -> None:
+    def __init__(
+        self, venv: VecEnv, transform: str = "rank", repeated_children: str = "neutral", window: int | None = None
+    ) -> None:
         super().__init__(venv)
         self.transform = transform
         self.neutral_repeats = repeated_children == "neutral"
-        self.history: list[float] = []  # sorted raw rewards of first visits
+        self.window = window
+        self.history: list[float] = []  # raw rewards of first visits, in order
         self.seen: set[tuple[int, ...]] = set()
 
     def reset(self) -> np.ndarray:
@@ -59,7 +62,7 @@ class RewardShaping(VecEnvWrapper):
         self.seen.add(key)
         if self.transform == "none":
             return reward
-        bisect.insort(self.history, reward)
-        lower = bisect.bisect_left(self.history, reward)
-        equal = bisect.bisect_right(self.history, reward) - lower
-        return (lower + 0.5 * equal) / len(self.history) - 0.5
+        self.history.append(reward)
+        reference = np.asarray(self.history[-self.window :] if self.window else self.history)
+        lower, equal = np.sum(reference < reward), np.sum(reference == reward)
+        return float((lower + 0.5 * equal) / len(reference) - 0.5)
