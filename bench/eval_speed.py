@@ -97,7 +97,8 @@ def main() -> None:
             f"{s.finetune_steps} fine-tune steps; scratch: {preset.train.steps} train + "
             f"{preset.train.finetune_steps} fine-tune steps. Supernet: {trained_with['steps']} steps "
             f"({trained_with['sampling']} sampling, batch {trained_with['batch_size']}, lr {trained_with['lr']}), "
-            f"trained in {train_s:.0f} s.",
+            f"trained in {train_s:.0f} s. Latency source: {fast.latency.name} (`latency.source: "
+            f"{preset.latency.source}`).",
             "",
             "| supernet step (s) | bare recal.+val. (s) | overhead | inherited acc. | supernet step, all val. (s) "
             "| scratch step (s) | scratch acc. | speed-up | architecture |",
