@@ -8,16 +8,11 @@ per-step figures of the same runs are listed beside them.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
+from _ppo_variants import run_variants, variant_arguments
 from _record import record
-from search_quality import DEFAULT_TABLE, one_run, summarise
+from search_quality import summarise
 
 JOINT = ("factorisation=joint", "net_arch=[]", "learning_rate=0.03", "ent_coef=0.1")
 SEQUENTIAL = ("factorisation=sequential", "net_arch=[64]", "learning_rate=0.01", "ent_coef=0.1")
@@ -35,25 +30,13 @@ VARIANTS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--budget", type=int, default=200)
-    parser.add_argument("--step-cap", type=int, default=5, help="steps per distinct child at most")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--table", type=Path, default=DEFAULT_TABLE)
-    args = parser.parse_args()
-    accuracies = [r["mean_acc"] for r in json.loads(args.table.read_text()).values()]
-    optimum, budgets = max(accuracies), sorted({50, 100, args.budget})
+    args = variant_arguments(__doc__, budget=200, step_cap=5)
     started, rows = time.time(), {"distinct": [], "per_step": []}
-    env_overrides = [f"table.path={args.table}"]
-    with tempfile.TemporaryDirectory() as runs_dir, ProcessPoolExecutor(args.workers) as pool:
-        jobs = {name: [pool.submit(one_run, "ppo", seed, args.budget, env_overrides, runs_dir, overrides,
-                                   args.step_cap, optimum) for seed in range(args.seeds)]
-                for name, overrides in VARIANTS.items()}  # fmt: skip
-        for name, js in jobs.items():
-            runs = {name: [j.result() for j in js]}
-            for counting, counted in rows.items():
-                counted += summarise(runs, budgets, None, optimum, accuracies, counting, args.step_cap)[0]
+    runs, optimum, accuracies = run_variants(args, VARIANTS)
+    budgets = sorted({50, 100, args.budget})
+    for name, found_runs in runs.items():
+        for counting, counted in rows.items():
+            counted += summarise({name: found_runs}, budgets, None, optimum, accuracies, counting, args.step_cap)[0]
     lines = [f"{args.seeds} seeds. Joint = {', '.join(JOINT)}; sequential = {', '.join(SEQUENTIAL)}; other keys "
              "as agents/ppo.yaml. Budget = distinct children (at most "
              f"{args.step_cap} steps each); per step = every step counts.", "",

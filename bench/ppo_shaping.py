@@ -8,16 +8,11 @@ agents/ppo.yaml. Same harness as bench/search_quality.py; the budget counts dist
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
+from _ppo_variants import run_variants, variant_arguments
 from _record import record
-from search_quality import DEFAULT_TABLE, one_run, summarise, table_text
+from search_quality import summarise, table_text
 
 VARIANTS = {
     "shipped agents/ppo.yaml": (),
@@ -30,27 +25,15 @@ VARIANTS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--budget", type=int, default=100)
-    parser.add_argument("--step-cap", type=int, default=20, help="steps per distinct child at most")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--table", type=Path, default=DEFAULT_TABLE)
-    args = parser.parse_args()
-    accuracies = [r["mean_acc"] for r in json.loads(args.table.read_text()).values()]
-    optimum, budgets = max(accuracies), sorted({50, args.budget})
+    args = variant_arguments(__doc__, budget=100, step_cap=20)
     started, rows, headlines = time.time(), [], {}
-    env_overrides = [f"table.path={args.table}"]
-    with tempfile.TemporaryDirectory() as runs_dir, ProcessPoolExecutor(args.workers) as pool:
-        jobs = {name: [pool.submit(one_run, "ppo", seed, args.budget, env_overrides, runs_dir, overrides,
-                                   args.step_cap, optimum) for seed in range(args.seeds)]
-                for name, overrides in VARIANTS.items()}  # fmt: skip
-        for i, (name, js) in enumerate(jobs.items()):
-            found, _ = summarise({name: [j.result() for j in js]}, budgets, None, optimum, accuracies, "distinct",
-                                 args.step_cap)  # fmt: skip
-            rows += found
-            for _, b, m, _, h, _ in found:
-                headlines |= {f"variant{i}_mean_at_{b}": round(m, 3), f"variant{i}_optimum_rate_at_{b}": round(h, 2)}
+    runs, optimum, accuracies = run_variants(args, VARIANTS)
+    budgets = sorted({50, args.budget})
+    for i, (name, found_runs) in enumerate(runs.items()):
+        found, _ = summarise({name: found_runs}, budgets, None, optimum, accuracies, "distinct", args.step_cap)
+        rows += found
+        for _, b, m, _, h, _ in found:
+            headlines |= {f"variant{i}_mean_at_{b}": round(m, 3), f"variant{i}_optimum_rate_at_{b}": round(h, 2)}
     headlines["seconds"] = round(time.time() - started, 1)
     title = (f"{args.seeds} seeds; budget = distinct children (at most {args.step_cap} steps each); optimum "
              f"{optimum:.3f}; changes relative to agents/ppo.yaml. Variants in headline order: "
