@@ -59,7 +59,7 @@ import platform
 import statistics
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -69,7 +69,7 @@ from torch import nn
 
 from rlnas.config import ConfigError, LatencyConfig
 from rlnas.latency.flops import count_flops
-from rlnas.latency.measure import measure_latency, summarise_times, torch_threads
+from rlnas.latency.measure import summarise_times, torch_threads
 from rlnas.pruning.prune import prune_child, prune_layer
 from rlnas.space.model import ChildNet, build_model
 from rlnas.space.ops import OPERATORS, ConvBN, MBConv, Pool, SepConv
@@ -364,21 +364,11 @@ def measure_children(
     progress: bool = False,
     desc: str = "children",
 ) -> np.ndarray:
-    """End-to-end latency (ms) of really pruned children (:func:`build_model` + :func:`prune_child`): one
-    :func:`measure_latency` call per child in each of ``rounds`` interleaved passes (the full ``cfg.warmup`` in
-    the first, fewer after), aggregated over passes."""
-    from tqdm.auto import tqdm
-
-    models = _pruned_children(space, archs, seed)
-    rng = np.random.default_rng(seed)
-    samples: list[list[float]] = [[] for _ in archs]
-    with tqdm(total=rounds * len(archs), desc=desc, unit="child", disable=not progress, leave=False) as bar:
-        for r in range(rounds):
-            round_cfg = cfg if r == 0 else replace(cfg, warmup=min(cfg.warmup, 3))
-            for j in rng.permutation(len(archs)):
-                samples[j].append(measure_latency(models[j], space.input_shape, round_cfg))
-                bar.update()
-    return np.array([_aggregate(s, aggregate) for s in samples])
+    """End-to-end latency (ms) of really pruned children (:func:`build_model` + :func:`prune_child`), timed in
+    interleaved rounds and aggregated exactly as the table's entries are (:func:`_time_entries`)."""
+    models = _pruned_children(space, archs, seed, cfg.device)
+    inputs = [torch.randn(cfg.batch_size, *space.input_shape, device=cfg.device) for _ in archs]
+    return np.array(_time_entries(models, inputs, cfg, rounds, aggregate, seed, progress, desc))
 
 
 def _fit(summed: np.ndarray, measured: np.ndarray, fit: Fit) -> tuple[float, float]:
@@ -722,8 +712,8 @@ def validate(
     aggregate: Aggregate | None = None,
     progress: bool = True,
 ) -> Validation:
-    """Measure ``n`` random really-pruned children end to end (:func:`measure_children`: ``rounds`` interleaved
-    :func:`measure_latency` calls each, aggregated; both like the table's entries unless told otherwise)
+    """Measure ``n`` random really-pruned children end to end (:func:`measure_children`: timed in ``rounds``
+    interleaved rounds, aggregated; both like the table's entries unless told otherwise)
     and compare with the table's predictions; also counts their FLOPs (the proxy)."""
     if space.fingerprint != table.space.fingerprint:
         raise ConfigError(
