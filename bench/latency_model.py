@@ -23,7 +23,16 @@ from _record import record
 
 from rlnas.config import load_env_preset
 from rlnas.envs.evaluators import space_for
-from rlnas.latency.table import LatencyTable, kendall_tau, measure_children, plot_validation, spearman_rho, validate
+from rlnas.latency.table import (
+    FITS,
+    LatencyTable,
+    Overhead,
+    kendall_tau,
+    measure_children,
+    plot_validation,
+    spearman_rho,
+    validate,
+)
 
 
 def errors(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
@@ -34,6 +43,13 @@ def errors(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
         "tau": kendall_tau(predicted, measured),
         "rho": spearman_rho(predicted, measured),
     }
+
+
+def describe(overhead: Overhead) -> str:
+    if overhead.per_operator_ms:
+        per_op = ", ".join(f"{op} {1000 * ms:.0f}" for op, ms in overhead.per_operator_ms.items())
+        return f"us per layer: {per_op}"
+    return f"intercept {overhead.intercept_ms:.3f} ms, scale {overhead.scale:.3f}"
 
 
 def main() -> None:
@@ -77,15 +93,15 @@ def main() -> None:
     predict_us = (time.perf_counter() - start) / n_pred * 1e6
 
     rows, by_fit = [], {}
-    for fit in ("intercept", "affine", "none"):
+    for fit in (*FITS, "none"):
         table.use_fit(fit)
         predicted = table.predict_many(archs)
         by_fit[fit] = e = errors(predicted, result.measured)
         rows.append(
-            f"| table, overhead fit `{fit}` (intercept {table.intercept_ms:.3f} ms, scale {table.scale:.3f}) | "
+            f"| table, overhead fit `{fit}` ({describe(table.overhead)}) | "
             f"{e['mape']:.1f} | {e['max']:.1f} | {e['tau']:.3f} | {e['rho']:.3f} |"
         )
-    table.use_fit("intercept")
+    table.use_fit(FITS[0])
     flops = {"tau": result.flops_kendall_tau, "rho": result.flops_spearman_rho}
     rows.append(f"| FLOPs of the pruned child (ranks only) | - | - | {flops['tau']:.3f} | {flops['rho']:.3f} |")
     floor = errors(retest, result.measured)
@@ -94,7 +110,6 @@ def main() -> None:
         f"{floor['tau']:.3f} | {floor['rho']:.3f} |"
     )
     if args.plot:
-        table.use_fit("intercept")
         result.predicted = table.predict_many(archs)
         plot_validation(result, args.plot, title=f"{preset.name}: {args.n} random pruned children, CPU batch 1")
 
@@ -116,7 +131,7 @@ def main() -> None:
             "per child.",
         ]
     )
-    best = by_fit["intercept"]
+    best = by_fit[FITS[0]]
     headlines = {
         "table_build_s": round(table.build_s, 1),
         "table_entries": len(table.entries),

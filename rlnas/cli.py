@@ -110,7 +110,7 @@ def _latency_build(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(preset.latency, **{k: v for k, v in changes.items() if v is not None})
     out = args.out or default_table_path(preset.name, cfg)
     with torch_threads(cfg.threads):
-        table = LatencyTable.build(space_for(preset), cfg, rounds=args.rounds)
+        table = LatencyTable.build(space_for(preset), cfg, rounds=args.rounds, fit=args.fit)
     table.save(out)
     print(
         f"latency table for {preset.name} ({table.device_name}, {cfg.threads} threads, batch {cfg.batch_size}): {out}"
@@ -261,6 +261,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--batch", type=int, help="batch size (default: the preset's latency.batch_size)")
     build.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default: %(default)s)")
     build.add_argument("--repeats", type=int, default=10, help="timed calls per round (default: %(default)s)")
+    build.add_argument("--fit", choices=("intercept", "operators", "affine"), default="intercept",
+                       help="overhead fit the predictions use (rlnas.latency.table; default: %(default)s)")  # fmt: skip
     build.add_argument("--out", type=Path, help="table file (default: runs/latency/{preset}__{device}__t*__b*.json)")
     build.set_defaults(func=_latency_build)
     check = latency_sub.add_parser("validate", help="compare a table's predictions with end-to-end measurements")

@@ -19,6 +19,8 @@ from rlnas.latency.table import (
     HEAD,
     STEM,
     LatencyTable,
+    Overhead,
+    _fit,
     child_layer_configs,
     enumerate_layers,
     kendall_tau,
@@ -106,7 +108,7 @@ def test_table_round_trips_through_its_file(digits_table, tmp_path):
     assert data["device_name"] and data["torch_version"] == torch.__version__ and data["format_version"] == 1
     loaded = LatencyTable.load(path, space, FAST)
     assert loaded.entries == table.entries
-    assert (loaded.intercept_ms, loaded.scale, loaded.overhead) == (table.intercept_ms, table.scale, table.overhead)
+    assert (loaded.overhead, loaded.overhead_fit, loaded.fits) == (table.overhead, table.overhead_fit, table.fits)
     rng = np.random.default_rng(3)
     for arch in (space.sample(rng) for _ in range(20)):
         assert loaded.predict(arch) == pytest.approx(table.predict(arch))
@@ -117,15 +119,32 @@ def test_prediction_sums_exactly_the_childs_entries(digits_table):
     table = dataclasses.replace(table, _fast=None)
     # distinct powers of two per entry: the sum identifies which entries were used, and how often
     table.entries = {c: 2.0**i for i, c in enumerate(table.entries)}
-    table.intercept_ms, table.scale = 0.25, 1.5
+    per_op = {op: 0.01 * (k + 1) for k, op in enumerate(space.operators)}
+    table.overhead = Overhead(0.25, 1.5, per_op)
     rng = np.random.default_rng(4)
     for arch in [space.sample(rng) for _ in range(20)]:
         configs = table.layer_configs(arch)
         assert len(configs) == space.num_layers + 2
         expected = sum(table.entries[c] for c in configs)
         assert table.summed(arch) == expected
-        assert table.predict(arch) == pytest.approx(0.25 + 1.5 * expected)
+        overhead = 0.25 + sum(per_op[op] for op in arch.ops)
+        assert table.predict(arch) == pytest.approx(overhead + 1.5 * expected)
         assert table.predict(str(arch)) == table.predict(arch)
+
+
+def test_operator_overhead_fit_recovers_per_operator_costs(digits_table):
+    """End-to-end = summed entries + a per-operator cost per layer: the ``operators`` fit finds those costs
+    (the ridge pull towards a shared cost is negligible on 300 children); ``intercept`` fits only their mean."""
+    _, space = digits_table
+    rng = np.random.default_rng(5)
+    archs = [space.sample(rng) for _ in range(300)]
+    truth = {op: 0.002 * k for k, op in enumerate(space.operators)}
+    summed = rng.uniform(0.5, 2.0, size=len(archs))
+    measured = summed + np.array([sum(truth[op] for op in a.ops) for a in archs])
+    fitted = _fit(space, archs, summed, measured, "operators")
+    assert (fitted.intercept_ms, fitted.scale) == (0.0, 1.0)
+    assert fitted.per_operator_ms == pytest.approx(truth, abs=2e-4)
+    assert _fit(space, archs, summed, measured, "intercept").per_operator_ms == {}
 
 
 def test_table_for_another_space_is_refused(digits_table, tmp_path):
