@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -50,9 +51,10 @@ def test_cli_latency_build_then_validate(tmp_path, capsys):
     from rlnas.cli import main
 
     table = tmp_path / "digits.json"
-    assert main(["latency", "build", "--env", "digits", "--repeats", "3", "--rounds", "1",
+    assert main(["latency", "build", "--env", "digits", "--repeats", "3", "--rounds", "1", "--fit", "operators",
                  "--out", str(table)]) == 0  # fmt: skip
     assert table.is_file() and "rlnas latency validate" in capsys.readouterr().out
+    assert json.loads(table.read_text())["overhead"]["fit"] == "operators"
     assert (
         main(["latency", "validate", "--table", str(table), "--samples", "6", "--plot", str(tmp_path / "p.png")]) == 0
     )
