@@ -15,7 +15,7 @@ from _record import record
 from search_quality import summarise
 
 JOINT = ("factorisation=joint", "net_arch=[]", "learning_rate=0.03", "ent_coef=0.1")
-SEQUENTIAL = ("factorisation=sequential", "net_arch=[64]", "learning_rate=0.01", "ent_coef=0.1")
+SEQUENTIAL = ("factorisation=sequential", "virtual_rollouts=0", "net_arch=[64]", "learning_rate=0.01", "ent_coef=0.1")
 VARIANTS = {
     "joint (free logits, lr 3e-2, ent 0.1)": JOINT,
     "joint, ent halves every 50 children": (*JOINT, "ent_half_life=50"),

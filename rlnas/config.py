@@ -211,6 +211,9 @@ class PPOPreset:
     ``factorisation``: ``joint`` (one step per child, independent per-dimension choices) or ``sequential`` (one
     decision per step, :mod:`rlnas.agents.sequential`). ``n_steps`` and ``batch_size`` count children either way.
     ``ent_half_life``: the entropy coefficient halves every this many children (None: constant).
+    ``virtual_rollouts``: after each real rollout, this many rollouts answered by a reward model of the children
+    evaluated so far, once its leave-one-out R^2 reaches ``surrogate_min_r2`` on at least
+    ``surrogate_min_children`` children (DyNA-PPO, :mod:`rlnas.agents.dyna`; 0: off; joint factorisation only).
     """
 
     name: str
@@ -231,6 +234,9 @@ class PPOPreset:
     rank_window: int | None = None
     factorisation: Literal["joint", "sequential"] = "joint"
     ent_half_life: float | None = None
+    virtual_rollouts: int = 0
+    surrogate_min_r2: float = 0.3
+    surrogate_min_children: int = 16
     seed: int = 0
 
 
@@ -521,6 +527,15 @@ def _validate_agent(p: AgentPreset) -> None:
     _check(p.rank_window is None or p.rank_window >= 1, "rank_window", p.rank_window, "a positive number or null")
     half_life = p.ent_half_life
     _check(half_life is None or half_life > 0, "ent_half_life", half_life, "a positive number of children or null")
+    _check(p.virtual_rollouts >= 0, "virtual_rollouts", p.virtual_rollouts, "0 (off) or a positive integer")
+    _check(
+        p.virtual_rollouts == 0 or p.factorisation == "joint",
+        "virtual_rollouts",
+        p.virtual_rollouts,
+        "0 with factorisation: sequential (virtual rollouts need one-step episodes: use factorisation: joint)",
+    )
+    _check(p.surrogate_min_r2 <= 1, "surrogate_min_r2", p.surrogate_min_r2, "an R^2 of at most 1")
+    _check(p.surrogate_min_children >= 3, "surrogate_min_children", p.surrogate_min_children, "at least 3")
 
 
 def _plain(value: Any) -> Any:

@@ -31,6 +31,7 @@ from rlnas.agents.baselines import make_strategy, run_strategy
 from rlnas.agents.callbacks import PLOT_EVERY, ChildLogger, ChildLoggingCallback, EntropySchedule, log_hparams
 from rlnas.agents.checkpoints import CheckpointCallback, checkpoints, load_checkpoint
 from rlnas.agents.controller import Controller, load_controller
+from rlnas.agents.dyna import VirtualRollouts
 from rlnas.agents.ppo import make_ppo
 from rlnas.agents.reward_shaping import RewardShaping
 from rlnas.agents.sequential import SequentialDesign, SequentialLayout
@@ -300,10 +301,17 @@ def _search_with_ppo(
     steps_per_child = SequentialLayout(space.nvec).steps if sequential else 1  # environment steps per child
     factories = [functools.partial(make_env, sequential=sequential)] * n_envs
     base = SubprocVecEnv(factories) if n_envs > 1 else DummyVecEnv(factories)
-    vec_env = RewardShaping(base, agent.reward_transform, agent.repeated_children, agent.rank_window)
+    learner_state = {}  # wrappers whose statistics a checkpoint keeps
+    if agent.virtual_rollouts:
+        base = learner_state["virtual"] = VirtualRollouts(
+            base, agent.n_steps, agent.virtual_rollouts, agent.surrogate_min_r2, agent.surrogate_min_children
+        )
+    vec_env = learner_state["shaping"] = RewardShaping(
+        base, agent.reward_transform, agent.repeated_children, agent.rank_window
+    )
     latest = checkpoints(run_dir / CHECKPOINT_DIR)[-1:] if resume else []
     if latest:
-        model, state = load_checkpoint(latest[0], vec_env, vec_env)
+        model, state = load_checkpoint(latest[0], vec_env, learner_state)
         store.truncate_steps(state["store_steps"])
     else:
         store.truncate_steps(0)
@@ -312,13 +320,16 @@ def _search_with_ppo(
             _init_from(model, settings["init_policy"], space, agent)
     model.set_logger(logger)
     callbacks = [
-        ChildLoggingCallback(settings["evaluations"], resumed=_resumed(store) if resume else None, **views),
-        CheckpointCallback(run_dir / CHECKPOINT_DIR, agent.n_steps * steps_per_child * n_envs, vec_env, store),
+        ChildLoggingCallback(
+            settings["evaluations"], settings["max_steps"], resumed=_resumed(store) if resume else None, **views
+        ),
+        CheckpointCallback(run_dir / CHECKPOINT_DIR, agent.n_steps * steps_per_child * n_envs, learner_state, store),
     ]
     if agent.ent_half_life is not None:
         evaluated = sum(not s["cached"] for s in store.steps())  # by the checkpoint's time, when resuming
         callbacks.append(EntropySchedule(agent.ent_coef, agent.ent_half_life, evaluated))
-    remaining = settings["max_steps"] * steps_per_child - model.num_timesteps
+    # Virtual steps count as SB3 timesteps but not towards max_steps (the callback counts real steps).
+    remaining = settings["max_steps"] * steps_per_child * (1 + agent.virtual_rollouts) - model.num_timesteps
     if remaining > 0 and len(store) < settings["evaluations"]:
         model.learn(total_timesteps=remaining, callback=callbacks, reset_num_timesteps=not latest)
     vec_env.close()

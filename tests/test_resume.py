@@ -37,10 +37,15 @@ class CrashingEvaluator(FakeEvaluator):
         return super().evaluate(arch)
 
 
-@pytest.fixture(params=["joint", "sequential"])
+VIRTUAL = {"virtual_rollouts": 1, "surrogate_min_children": 3, "surrogate_min_r2": -1e9}  # always trusted
+
+
+@pytest.fixture(params=["joint", "sequential", "joint+virtual"])
 def fast_agent(request):
+    factorisation, _, virtual = request.param.partition("+")
+    extra = VIRTUAL if virtual else {}
     return load_agent_preset(
-        {"name": "fast", "n_steps": 4, "batch_size": 4, "n_epochs": 2, "factorisation": request.param}
+        {"name": "fast", "n_steps": 4, "batch_size": 4, "n_epochs": 2, "factorisation": factorisation, **extra}
     )
 
 

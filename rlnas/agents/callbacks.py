@@ -139,11 +139,14 @@ class ChildLogger:
 
 class ChildLoggingCallback(BaseCallback):
     """Log every child a PPO search reaches (see :class:`ChildLogger`); stop once ``max_evaluations`` distinct
-    children are evaluated (or an environment reports its budget exhausted)."""
+    children are evaluated, ``max_steps`` real steps were taken (virtual ones, :mod:`rlnas.agents.dyna`, do not
+    count), or an environment reports its budget exhausted."""
 
-    def __init__(self, max_evaluations: int, progress_bar: bool = True, **logger_kwargs: Any) -> None:
+    def __init__(
+        self, max_evaluations: int, max_steps: int | None = None, progress_bar: bool = True, **logger_kwargs: Any
+    ) -> None:
         super().__init__()
-        self.max_evaluations = max_evaluations
+        self.max_evaluations, self.max_steps = max_evaluations, max_steps
         self.progress_bar = progress_bar
         self.logger_kwargs = logger_kwargs
         self.child_logger: ChildLogger | None = None
@@ -163,7 +166,8 @@ class ChildLoggingCallback(BaseCallback):
                 self._exhausted = True
             elif "arch" in info:
                 self.child_logger.log(info)
-        return not self._exhausted and self.evaluations < self.max_evaluations
+        steps_left = self.max_steps is None or self.child_logger.steps < self.max_steps
+        return not self._exhausted and self.evaluations < self.max_evaluations and steps_left
 
     def _on_training_end(self) -> None:
         if self.child_logger is not None:

@@ -10,6 +10,9 @@ child is compared with its recent peers rather than with the poor children of th
 ``repeated_children: neutral``: a child the search has already evaluated teaches nothing new, so the learner
 gets 0 for it and it does not enter the rank history; the policy is pushed towards children it has not seen.
 
+A virtual step (``info["virtual"]``, :mod:`rlnas.agents.dyna`) is shaped the same way against the real
+history but changes nothing: it is not recorded as seen and does not enter the rank history.
+
 Only steps that evaluate a child (their ``info`` has the child's full ``action``) are shaped, so multi-step
 episodes (:mod:`rlnas.agents.sequential`) work: their intermediate rewards pass through unchanged.
 """
@@ -40,7 +43,9 @@ class RewardShaping(VecEnvWrapper):
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
         shaped = [
-            self.shape(np.asarray(info["action"]), float(r)) if "action" in info else float(r)
+            self.shape(np.asarray(info["action"]), float(r), record=not info.get("virtual", False))
+            if "action" in info
+            else float(r)
             for info, r in zip(infos, rewards, strict=True)
         ]
         return obs, np.asarray(shaped, dtype=np.float32), dones, infos
@@ -54,15 +59,18 @@ class RewardShaping(VecEnvWrapper):
         self.history = list(state["history"])
         self.seen = {tuple(key) for key in state["seen"]}
 
-    def shape(self, action: np.ndarray, reward: float) -> float:
-        """The learner's reward for ``reward`` earned by ``action``."""
+    def shape(self, action: np.ndarray, reward: float, record: bool = True) -> float:
+        """The learner's reward for ``reward`` earned by ``action`` (``record``: a real evaluation, remembered)."""
         key = tuple(int(a) for a in np.ravel(action))
         if self.neutral_repeats and key in self.seen:
             return 0.0
-        self.seen.add(key)
+        if record:
+            self.seen.add(key)
         if self.transform == "none":
             return reward
-        self.history.append(reward)
-        reference = np.asarray(self.history[-self.window :] if self.window else self.history)
+        if record:
+            self.history.append(reward)
+        history = self.history if record else [*self.history, reward]
+        reference = np.asarray(history[-self.window :] if self.window else history)
         lower, equal = np.sum(reference < reward), np.sum(reference == reward)
         return float((lower + 0.5 * equal) / len(reference) - 0.5)
