@@ -156,9 +156,10 @@ class SupernetConfig:
 
     Training: ``steps`` single-path steps of ``batch_size`` with ``optimizer``/``lr`` (cosine schedule);
     ``sampling`` picks each step's paths (``uniform``: one uniformly random path; ``sandwich``: the
-    widest, the narrowest and one random path, gradients summed); ``distill`` (sandwich only): in-place
-    distillation, the widest path learns the true labels and the step's other paths its detached soft
-    predictions; the channel importance order (L1) is re-ranked every ``resort_every`` steps.
+    widest, the narrowest and one random path, gradients summed); ``distill`` (sandwich only; on in
+    ``fashion_mnist``, off when absent so older resolved configs keep their training): in-place distillation,
+    the widest path learns the true labels and the step's other paths its detached soft predictions; the
+    channel importance order (L1) is re-ranked every ``resort_every`` steps.
     Evaluation of a child: BatchNorm statistics re-estimated on
     ``recalibration_batches`` training batches of ``recalibration_batch_size`` (null: ``batch_size``; a few
     large batches give the same statistics as many small ones at a fraction of the dispatch cost), then
@@ -495,7 +496,8 @@ def _validate_supernet(s: SupernetConfig) -> None:
     _check(s.weight_decay >= 0, "supernet.weight_decay", s.weight_decay, "a non-negative number")
     _check(
         not s.distill or s.sampling == "sandwich",
-        "supernet.distill", s.distill, "false unless supernet.sampling is sandwich (the widest path is the teacher)",
+        "supernet.distill", s.distill,
+        "false with supernet.sampling uniform (set supernet.distill=false: the sandwich's widest path is the teacher)",
     )  # fmt: skip
     _check(s.resort_every > 0, "supernet.resort_every", s.resort_every, "a positive number of steps")
     _check(s.recalibration_batches >= 0, "supernet.recalibration_batches", s.recalibration_batches, "0 or more")

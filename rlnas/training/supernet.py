@@ -22,11 +22,13 @@ the same few updates, and its inherited accuracy scored wide children no better 
 sandwich trains the widest path every step and ranks children by width as standalone training does (Kendall
 tau 0.495 vs 0.358 on ``bench/proxy_fidelity.py``).
 
-In-place distillation (``supernet.distill``, sandwich only; BigNAS, Once-for-All, Yu & Huang's slimmable
-networks): the widest path is trained on the true labels and the step's other paths on its detached soft
-predictions (cross-entropy against the widest path's softmax), so narrow paths learn what the wide one
-knows rather than the labels alone. The reported loss then sums the widest path's label loss and the other
-paths' soft-target losses.
+In-place distillation (``supernet.distill``, sandwich only, on in the ``fashion_mnist`` preset; BigNAS,
+Once-for-All, Yu & Huang's slimmable networks): the widest path is trained on the true labels and the step's
+other paths on its detached soft predictions (cross-entropy against the widest path's softmax), so narrow
+paths learn what the wide one knows rather than the labels alone. The reported loss then sums the widest
+path's label loss and the other paths' soft-target losses. At 1,000 steps it raised Kendall tau on
+``bench/proxy_fidelity.py`` from 0.480 to 0.491 on 20 children and from 0.405 to 0.447 on 40 (training seed
+1: 0.522 to 0.505 on 20, 0.357 to 0.498 on 40).
 """
 
 from __future__ import annotations
