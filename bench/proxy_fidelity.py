@@ -8,7 +8,7 @@ Standalone results are kept in ``bench/results/proxy_fidelity_standalone.json`` 
 budget) so a re-run only trains the children it has not seen. Supernet accuracy: the supernet evaluator with
 the preset's ``supernet`` settings, on a supernet from ``--supernet PATH`` or trained here.
 
-    python bench/proxy_fidelity.py [--env fashion_mnist] [--children 20] [--supernet runs/x/supernet.pt]
+    python bench/proxy_fidelity.py [--env fashion_mnist] [--children 20] [--supernet runs/x/supernet.pt] [--no-record]
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--supernet", type=Path, help="a saved supernet (default: train one with the preset)")
     parser.add_argument("--standalone-only", action="store_true", help="train the standalone children and stop")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to BENCHMARKS.md")
     args = parser.parse_args()
     preset = load_env_preset(args.env, ["evaluator=supernet", *args.set])
     data = load_data(preset.data)
@@ -96,7 +97,8 @@ def main() -> None:
     table = "\n".join(
         [
             f"Preset `{preset.name}`, {len(archs)} children (seed {args.seed}). Supernet: "
-            f"{trained_with['steps']} steps, sampling {trained_with['sampling']}, batch {trained_with['batch_size']}, "
+            f"{trained_with['steps']} steps, sampling {trained_with['sampling']}, "
+            f"distillation {'on' if trained_with.get('distill') else 'off'}, batch {trained_with['batch_size']}, "
             f"lr {trained_with['lr']}, resort every {trained_with['resort_every']}, trained in {train_s:.0f} s; "
             "child evaluation: "
             f"{s.recalibration_batches} recalibration batches of {s.recalibration_batch}, {s.finetune_steps} "
@@ -119,7 +121,12 @@ def main() -> None:
         "standalone_worst_child_acc": round(min(trained), 4),
         "kendall_tau": round(tau, 3),
     }
-    record("Supernet proxy fidelity (bench/proxy_fidelity.py)", table, headlines)
+    if args.no_record:
+        print(table)
+        for name, value in headlines.items():
+            print(f"{name}: {value}")
+    else:
+        record("Supernet proxy fidelity (bench/proxy_fidelity.py)", table, headlines)
 
 
 if __name__ == "__main__":

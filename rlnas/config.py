@@ -156,8 +156,11 @@ class SupernetConfig:
 
     Training: ``steps`` single-path steps of ``batch_size`` with ``optimizer``/``lr`` (cosine schedule);
     ``sampling`` picks each step's paths (``uniform``: one uniformly random path; ``sandwich``: the
-    widest, the narrowest and one random path, gradients summed); the channel importance order (L1) is
-    re-ranked every ``resort_every`` steps. Evaluation of a child: BatchNorm statistics re-estimated on
+    widest, the narrowest and one random path, gradients summed); ``distill`` (sandwich only; on in
+    ``fashion_mnist``, off when absent so older resolved configs keep their training): in-place distillation,
+    the widest path learns the true labels and the step's other paths its detached soft predictions; the
+    channel importance order (L1) is re-ranked every ``resort_every`` steps.
+    Evaluation of a child: BatchNorm statistics re-estimated on
     ``recalibration_batches`` training batches of ``recalibration_batch_size`` (null: ``batch_size``; a few
     large batches give the same statistics as many small ones at a fraction of the dispatch cost), then
     ``finetune_steps`` at ``finetune_lr``,
@@ -170,6 +173,7 @@ class SupernetConfig:
     weight_decay: float = 1e-4
     optimizer: Literal["adamw", "sgd"] = "adamw"
     sampling: Literal["uniform", "sandwich"] = "sandwich"
+    distill: bool = False
     resort_every: int = 50
     recalibration_batches: int = 10
     recalibration_batch_size: int | None = None
@@ -496,6 +500,11 @@ def _validate_supernet(s: SupernetConfig) -> None:
     _check(s.batch_size > 0, "supernet.batch_size", s.batch_size, "a positive integer")
     _check(s.lr > 0, "supernet.lr", s.lr, "a positive learning rate")
     _check(s.weight_decay >= 0, "supernet.weight_decay", s.weight_decay, "a non-negative number")
+    _check(
+        not s.distill or s.sampling == "sandwich",
+        "supernet.distill", s.distill,
+        "false with supernet.sampling uniform (set supernet.distill=false: the sandwich's widest path is the teacher)",
+    )  # fmt: skip
     _check(s.resort_every > 0, "supernet.resort_every", s.resort_every, "a positive number of steps")
     _check(s.recalibration_batches >= 0, "supernet.recalibration_batches", s.recalibration_batches, "0 or more")
     _check(

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from rlnas.cli import main
 from rlnas.config import ConfigError, load_env_preset
@@ -126,6 +127,37 @@ def test_sandwich_sampling_trains_the_widest_the_narrowest_and_a_random_path(tra
     assert len(paths) == 3
     assert set(paths[0].keeps) == {max(space.keep_ratios)} and set(paths[1].keeps) == {min(space.keep_ratios)}
     assert len(sample_paths(space, "uniform", np.random.default_rng(0))) == 1
+
+
+@pytest.mark.parametrize("distill", [False, True])
+def test_distillation_trains_the_other_paths_on_the_widest_paths_detached_soft_predictions(
+    monkeypatch, supernet_preset, digits_data, distill
+):
+    calls = []
+    cross_entropy = F.cross_entropy
+
+    def spy(logits, target, *args, **kwargs):
+        calls.append((logits.detach().clone(), target.detach().clone(), target.requires_grad))
+        return cross_entropy(logits, target, *args, **kwargs)
+
+    monkeypatch.setattr(F, "cross_entropy", spy)
+    cfg = dataclasses.replace(supernet_preset.supernet, steps=3, distill=distill)
+    train_supernet(Supernet(space_for(supernet_preset)), digits_data.train, cfg, progress_bar=False)
+    assert len(calls) == 3 * cfg.steps, "three sandwich paths per step"
+    for widest, *others in zip(*[iter(calls)] * 3, strict=True):
+        assert not widest[1].is_floating_point(), "the widest path learns the true labels"
+        for logits, target, target_requires_grad in others:
+            assert logits.shape == widest[0].shape and not target_requires_grad
+            if distill:
+                torch.testing.assert_close(target, widest[0].softmax(dim=1))
+            else:
+                assert torch.equal(target, widest[1])
+
+
+def test_distillation_needs_the_sandwich_rule():
+    with pytest.raises(ConfigError, match=r"supernet\.distill.*sandwich"):
+        load_env_preset("digits", ["evaluator=supernet", "supernet.sampling=uniform", "supernet.distill=true"])
+    assert load_env_preset("digits", ["evaluator=supernet", "supernet.distill=true"]).supernet.distill
 
 
 def test_save_and_load_round_trip_and_refuse_another_space(tmp_path, supernet_preset, trained, tiny_space):

@@ -21,6 +21,14 @@ At equal training time uniform sampling trains three times as many distinct path
 the same few updates, and its inherited accuracy scored wide children no better than half-width ones; the
 sandwich trains the widest path every step and ranks children by width as standalone training does (Kendall
 tau 0.495 vs 0.358 on ``bench/proxy_fidelity.py``).
+
+In-place distillation (``supernet.distill``, sandwich only, on in the ``fashion_mnist`` preset; BigNAS,
+Once-for-All, Yu & Huang's slimmable networks): the widest path is trained on the true labels and the step's
+other paths on its detached soft predictions (cross-entropy against the widest path's softmax), so narrow
+paths learn what the wide one knows rather than the labels alone. The reported loss then sums the widest
+path's label loss and the other paths' soft-target losses. At 1,000 steps it raised Kendall tau on
+``bench/proxy_fidelity.py`` from 0.480 to 0.491 on 20 children and from 0.405 to 0.447 on 40 (training seed
+1: 0.522 to 0.505 on 20, 0.357 to 0.498 on 40).
 """
 
 from __future__ import annotations
@@ -212,13 +220,16 @@ def train_supernet(
         x, y = next(batches)
         x, y = x.to(device), y.to(device)
         opt.zero_grad(set_to_none=True)
-        total = 0.0
-        for path in sample_paths(supernet.space, cfg.sampling, rng):
-            loss = F.cross_entropy(supernet(x, path), y)
+        total, targets = 0.0, y
+        for i, path in enumerate(sample_paths(supernet.space, cfg.sampling, rng)):
+            logits = supernet(x, path)
+            loss = F.cross_entropy(logits, targets)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"supernet loss became {loss.item()} at step {step} (path {path})")
             loss.backward()
             total += loss.item()
+            if cfg.distill and i == 0:  # the sandwich's widest path teaches the others of this step
+                targets = logits.detach().softmax(dim=1)
         opt.step()
         schedule.step()
         if step >= cfg.steps - tail:
