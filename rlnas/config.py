@@ -217,7 +217,8 @@ class PPOPreset:
     ``ent_half_life``: the entropy coefficient halves every this many children (None: constant).
     ``virtual_rollouts``: after each real rollout, this many rollouts answered by a reward model of the children
     evaluated so far, once its leave-one-out R^2 reaches ``surrogate_min_r2`` on at least
-    ``surrogate_min_children`` children (DyNA-PPO, :mod:`rlnas.agents.dyna`; 0: off; joint factorisation only).
+    ``surrogate_min_children`` children (DyNA-PPO, :mod:`rlnas.agents.dyna`; 0: off; joint factorisation only);
+    an unseen child earns the predicted reward plus ``surrogate_exploration`` standard deviations of it.
     """
 
     name: str
@@ -241,6 +242,7 @@ class PPOPreset:
     virtual_rollouts: int = 0
     surrogate_min_r2: float = 0.3
     surrogate_min_children: int = 16
+    surrogate_exploration: float = 0.0
     seed: int = 0
 
 
@@ -544,6 +546,7 @@ def _validate_agent(p: AgentPreset) -> None:
         "0 with factorisation: sequential (virtual rollouts need one-step episodes: use factorisation: joint)",
     )
     _check(p.surrogate_min_r2 <= 1, "surrogate_min_r2", p.surrogate_min_r2, "an R^2 of at most 1")
+    _check(p.surrogate_exploration >= 0, "surrogate_exploration", p.surrogate_exploration, "a non-negative number")
     _check(p.surrogate_min_children >= 3, "surrogate_min_children", p.surrogate_min_children, "at least 3")
 
 

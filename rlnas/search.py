@@ -304,7 +304,12 @@ def _search_with_ppo(
     learner_state = {}  # wrappers whose statistics a checkpoint keeps
     if agent.virtual_rollouts:
         base = learner_state["virtual"] = VirtualRollouts(
-            base, agent.n_steps, agent.virtual_rollouts, agent.surrogate_min_r2, agent.surrogate_min_children
+            base,
+            agent.n_steps,
+            agent.virtual_rollouts,
+            agent.surrogate_min_r2,
+            agent.surrogate_min_children,
+            agent.surrogate_exploration,
         )
     vec_env = learner_state["shaping"] = RewardShaping(
         base, agent.reward_transform, agent.repeated_children, agent.rank_window

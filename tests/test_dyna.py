@@ -50,6 +50,17 @@ def test_reward_model_learns_an_interaction_and_its_leave_one_out_r2_is_exact():
     assert space[np.argmax(predicted)][:2].tolist() == [2, 2]  # and places the interaction's optimum
 
 
+def test_reward_model_is_less_certain_of_children_unlike_those_it_has_seen():
+    space = np.array(list(itertools.product(range(3), repeat=5)))
+    seen = space[(space[:, 0] == 0) & (space[:, 1] == 0)]  # 27 children, all with choice 0 at layers 0 and 1
+    model = RewardModel()
+    model.fit(seen, pairwise_rewards(seen))
+    _, std_seen = model.predict_with_std(seen)
+    _, std_near = model.predict_with_std(np.array([[1, 0, 0, 0, 0]]))
+    _, std_far = model.predict_with_std(np.array([[2, 2, 0, 0, 0]]))
+    assert std_seen.max() < std_near[0] < std_far[0]
+
+
 class CountingEnv(gym.Env):
     """One-step episodes over 3 x 3 choices; the reward is a fixed table; ``calls`` counts real steps."""
 

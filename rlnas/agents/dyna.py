@@ -5,8 +5,10 @@ update costs milliseconds. DyNA-PPO (Angermueller et al., "Model-based reinforce
 sequence design", ICLR 2020) spends that asymmetry: after each real rollout, a reward model is fitted to every
 child evaluated so far (:class:`rlnas.agents.surrogate.RewardModel`), and when its leave-one-out R^2 reaches
 ``min_r2`` (with at least ``min_children`` children) the next ``virtual_rollouts`` rollouts are answered by the
-model instead of the environment. PPO is unchanged: the wrapper sits between the learner's reward shaping and
-the environment, and a virtual rollout looks to SB3 like any other.
+model instead of the environment: an unseen child earns its predicted reward plus ``exploration`` times the
+model's standard deviation for it (an upper confidence bound, as in GP-UCB: unfamiliar combinations of choices
+near good children look promising until a real evaluation says otherwise). PPO is unchanged: the wrapper sits
+between the learner's reward shaping and the environment, and a virtual rollout looks to SB3 like any other.
 
 Virtual steps evaluate nothing: their ``info`` carries the action and ``virtual: True`` but no ``arch``, so the
 store, the budget, the TensorBoard child logs and the cache never see them, and the reward shaping ranks a
@@ -27,11 +29,18 @@ class VirtualRollouts(VecEnvWrapper):
     """Alternate real rollouts with ``virtual_rollouts`` rollouts answered by a fitted reward model."""
 
     def __init__(
-        self, venv: VecEnv, rollout_steps: int, virtual_rollouts: int, min_r2: float = 0.3, min_children: int = 16
+        self,
+        venv: VecEnv,
+        rollout_steps: int,
+        virtual_rollouts: int,
+        min_r2: float = 0.3,
+        min_children: int = 16,
+        exploration: float = 0.0,
     ) -> None:
         super().__init__(venv)
         self.rollout_steps = rollout_steps * venv.num_envs  # environment steps per rollout, all environments
         self.virtual_rollouts, self.min_r2, self.min_children = virtual_rollouts, min_r2, min_children
+        self.exploration = exploration
         self.model = RewardModel()
         self.rewards: dict[tuple[int, ...], float] = {}  # every real child: its action and raw reward
         self.virtual_left = 0  # virtual rollouts still to answer, the current one included
@@ -71,7 +80,8 @@ class VirtualRollouts(VecEnvWrapper):
 
     def _virtual_step(self, actions: np.ndarray) -> VecEnvStepReturn:
         keys = [tuple(int(a) for a in row) for row in actions]
-        predicted = self.model.predict(actions)
+        mean, std = self.model.predict_with_std(actions)
+        predicted = mean + self.exploration * std
         rewards = np.array([self.rewards.get(k, p) for k, p in zip(keys, predicted, strict=True)], np.float32)
         infos = [{"action": row.copy(), "virtual": True} for row in actions]
         return self._last_obs, rewards, np.ones(len(actions), bool), infos

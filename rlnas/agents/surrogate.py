@@ -32,7 +32,9 @@ class RewardModel:
         self.ridge = ridge
         self._actions: np.ndarray | None = None
         self._weights: np.ndarray | None = None
+        self._inverse: np.ndarray | None = None
         self._mean = 0.0
+        self._scale = 0.0
 
     def fit(self, actions: np.ndarray, rewards: np.ndarray) -> float:
         """Fit on ``actions`` (one row per child) and their ``rewards``; return the leave-one-out R^2."""
@@ -41,7 +43,8 @@ class RewardModel:
         centred = rewards - self._mean
         gram = shared_choice_kernel(actions, actions)
         inverse = np.linalg.inv(gram + self.ridge * np.eye(len(rewards)))
-        self._actions, self._weights = actions, inverse @ centred
+        self._actions, self._weights, self._inverse = actions, inverse @ centred, inverse
+        self._scale = float(centred @ self._weights) / len(rewards)  # the Gaussian-process prior's variance scale
         # Leave-one-out residuals of ridge regression: (y - y_hat) / (1 - H_ii), with H = K (K + ridge I)^-1
         # = I - ridge (K + ridge I)^-1, so y - y_hat = ridge * weights and 1 - H_ii = ridge * inverse_ii.
         loo = self._weights / np.diag(inverse)
@@ -50,6 +53,16 @@ class RewardModel:
 
     def predict(self, actions: np.ndarray) -> np.ndarray:
         """Predicted rewards of ``actions`` (one row per child)."""
+        return self.predict_with_std(actions)[0]
+
+    def predict_with_std(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted rewards of ``actions`` and their standard deviations, reading the model as a Gaussian process
+        (prior covariance ``scale * k``, noise variance ``scale * ridge``; ``scale`` fitted by maximum likelihood):
+        0 far below the spread of the rewards for a child much like those seen, larger for unfamiliar ones."""
         if self._actions is None:
             raise RuntimeError("RewardModel.predict called before fit")
-        return self._mean + shared_choice_kernel(np.asarray(actions), self._actions) @ self._weights
+        actions = np.asarray(actions)
+        cross = shared_choice_kernel(actions, self._actions)
+        prior = shared_choice_kernel(actions[:1], actions[:1])[0, 0]  # k(a, a): the same for every action
+        variance = prior - np.einsum("ij,jk,ik->i", cross, self._inverse, cross)
+        return self._mean + cross @ self._weights, np.sqrt(np.maximum(variance, 0.0) * self._scale)
