@@ -28,7 +28,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import rlnas
 from rlnas.agents.baselines import make_strategy, run_strategy
-from rlnas.agents.callbacks import PLOT_EVERY, ChildLogger, ChildLoggingCallback, EntropySchedule, log_hparams
+from rlnas.agents.callbacks import (
+    PLOT_EVERY,
+    ChildLogger,
+    ChildLoggingCallback,
+    EntropySchedule,
+    VirtualRolloutLog,
+    log_hparams,
+)
 from rlnas.agents.checkpoints import CheckpointCallback, checkpoints, load_checkpoint
 from rlnas.agents.controller import Controller, load_controller
 from rlnas.agents.dyna import VirtualRollouts
@@ -330,6 +337,8 @@ def _search_with_ppo(
         ),
         CheckpointCallback(run_dir / CHECKPOINT_DIR, agent.n_steps * steps_per_child * n_envs, learner_state, store),
     ]
+    if "virtual" in learner_state:
+        callbacks.append(VirtualRolloutLog(learner_state["virtual"]))
     if agent.ent_half_life is not None:
         evaluated = sum(not s["cached"] for s in store.steps())  # by the checkpoint's time, when resuming
         callbacks.append(EntropySchedule(agent.ent_coef, agent.ent_half_life, evaluated))

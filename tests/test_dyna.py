@@ -120,6 +120,8 @@ def test_a_search_with_virtual_rollouts_records_only_real_children(tmp_path, syn
     assert max(r["accuracy"] for r in records) == pytest.approx(0.86)  # the table's optimum
     # the learner also took virtual steps, which the store never saw
     assert result.controller.model.num_timesteps > len(steps)
+    header = (tmp_path / "dyna" / "progress.csv").read_text().splitlines()[0].split(",")
+    assert "virtual/model_r2" in header and "virtual/next_rollout_virtual" in header
 
 
 def test_virtual_rollouts_need_the_joint_factorisation():

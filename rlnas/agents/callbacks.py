@@ -224,3 +224,20 @@ class EntropySchedule(BaseCallback):
     def _on_step(self) -> bool:
         self.children += sum("arch" in info and not info["cached"] for info in self.locals["infos"])
         return True
+
+
+class VirtualRolloutLog(BaseCallback):
+    """Log the reward model of virtual rollouts (:mod:`rlnas.agents.dyna`) after each rollout:
+    ``virtual/model_r2`` (its leave-one-out R^2, once fitted) and ``virtual/next_rollout_virtual`` (0 or 1)."""
+
+    def __init__(self, wrapper: Any) -> None:
+        super().__init__()
+        self.wrapper = wrapper
+
+    def _on_rollout_end(self) -> None:
+        if not np.isnan(self.wrapper.fit_r2):
+            self.logger.record("virtual/model_r2", self.wrapper.fit_r2)
+        self.logger.record("virtual/next_rollout_virtual", int(self.wrapper.virtual))
+
+    def _on_step(self) -> bool:
+        return True
