@@ -1,5 +1,6 @@
-"""The shared skeleton of the PPO screens (bench/ppo_settings.py, bench/ppo_shaping.py): command-line options,
-and every variant run for every seed on NAS-Bench-Macro through bench/search_quality.py's harness."""
+"""The shared skeleton of the PPO screens (bench/ppo_settings.py, bench/ppo_shaping.py, bench/ppo_virtual.py):
+command-line options, and every variant run for every seed on NAS-Bench-Macro through bench/search_quality.py's
+harness."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import json
 import os
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -37,3 +39,24 @@ def run_variants(
                 for name, overrides in variants.items()}  # fmt: skip
         runs = {name: [j.result() for j in js] for name, js in jobs.items()}
     return runs, optimum, accuracies
+
+
+def screen(doc: str, heading: str, variants: dict[str, tuple[str, ...]], budget: int = 100, step_cap: int = 20) -> None:
+    """Run every variant for every seed, print and record mean best / optimum rate at 50 and ``--budget``."""
+    from _record import record
+    from search_quality import summarise, table_text
+
+    args = variant_arguments(doc, budget=budget, step_cap=step_cap)
+    started, rows, headlines = time.time(), [], {}
+    runs, optimum, accuracies = run_variants(args, variants)
+    budgets = sorted({50, args.budget})
+    for i, (name, found_runs) in enumerate(runs.items()):
+        found, _ = summarise({name: found_runs}, budgets, None, optimum, accuracies, "distinct", args.step_cap)
+        rows += found
+        for _, b, m, _, h, _ in found:
+            headlines |= {f"variant{i}_mean_at_{b}": round(m, 3), f"variant{i}_optimum_rate_at_{b}": round(h, 2)}
+    headlines["seconds"] = round(time.time() - started, 1)
+    title = (f"{args.seeds} seeds; budget = distinct children (at most {args.step_cap} steps each); optimum "
+             f"{optimum:.3f}; changes relative to agents/ppo.yaml. Variants in headline order: "
+             + "; ".join(f"variant{i} = {v}" for i, v in enumerate(variants)))  # fmt: skip
+    record(heading, table_text(rows, title, "PPO variant"), headlines)

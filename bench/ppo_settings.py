@@ -1,7 +1,8 @@
 """PPO settings on NAS-Bench-Macro: the action-space factorisation (joint vs sequential) and the settings that
 matter under each, through the same harness as bench/search_quality.py. The budget counts DISTINCT children (a
 repeat would be served from an evaluation cache), with at most ``--step-cap`` steps per distinct child; the
-per-step figures of the same runs are listed beside them.
+per-step figures of the same runs are listed beside them. Virtual rollouts are off in every variant (this
+study predates them; bench/ppo_virtual.py measures them).
 
     python bench/ppo_settings.py [--seeds 20] [--budget 200] [--step-cap 5] [--workers 2] [--table PATH]
 """
@@ -14,7 +15,7 @@ from _ppo_variants import run_variants, variant_arguments
 from _record import record
 from search_quality import summarise
 
-JOINT = ("factorisation=joint", "net_arch=[]", "learning_rate=0.03", "ent_coef=0.1")
+JOINT = ("factorisation=joint", "virtual_rollouts=0", "net_arch=[]", "learning_rate=0.03", "ent_coef=0.1")
 SEQUENTIAL = ("factorisation=sequential", "virtual_rollouts=0", "net_arch=[64]", "learning_rate=0.01", "ent_coef=0.1")
 VARIANTS = {
     "joint (free logits, lr 3e-2, ent 0.1)": JOINT,
