@@ -12,14 +12,9 @@ from _ppo_variants import screen
 
 VARIANTS = {
     "no virtual rollouts": ("virtual_rollouts=0",),
-    "2 virtual rollouts, ent_coef 0.01": ("virtual_rollouts=2", "ent_coef=0.01"),
-    "2 virtual rollouts, ent_coef 0.03": ("virtual_rollouts=2", "ent_coef=0.03"),
-    "2 virtual rollouts, ent_coef 0.03, rank_window 16": ("virtual_rollouts=2", "ent_coef=0.03", "rank_window=16"),
-    "2 virtual rollouts, ent_coef 0.03, exploration 1": (
-        "virtual_rollouts=2",
-        "ent_coef=0.03",
-        "surrogate_exploration=1.0",
-    ),
+    "virtual_rollouts 2, ent_coef 0.01": ("ent_coef=0.01",),
+    "virtual_rollouts 2, ent_coef 0.03 (shipped)": (),
+    "virtual_rollouts 2, ent_coef 0.03, rank_window 16": ("rank_window=16",),
 }
 
 
