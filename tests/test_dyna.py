@@ -127,3 +127,13 @@ def test_a_search_with_virtual_rollouts_records_only_real_children(tmp_path, syn
 def test_virtual_rollouts_need_the_joint_factorisation():
     with pytest.raises(ConfigError, match="virtual_rollouts"):
         load_agent_preset("ppo", ["factorisation=sequential"])
+
+
+def test_max_steps_counts_real_steps_only(tmp_path, synthetic_table_preset):
+    agent = load_agent_preset("ppo", ["n_steps=4", "batch_size=4", "virtual_rollouts=3", "surrogate_min_children=4"])
+    run_search(synthetic_table_preset, agent, evaluations=30, max_steps=40, runs_dir=tmp_path, run_name="capped",
+               progress_bar=False)  # fmt: skip
+    store = EvaluationStore(tmp_path / "capped" / "evaluations.sqlite")
+    steps, evaluated = store.step_count(), len(store)
+    store.close()
+    assert steps <= 40 and (steps == 40 or evaluated == 30)  # SB3 counted 4x as many timesteps as allowed
