@@ -335,7 +335,7 @@ def _search_with_ppo(
         ChildLoggingCallback(
             settings["evaluations"], settings["max_steps"], resumed=_resumed(store) if resume else None, **views
         ),
-        CheckpointCallback(run_dir / CHECKPOINT_DIR, agent.n_steps * steps_per_child * n_envs, learner_state, store),
+        CheckpointCallback(run_dir / CHECKPOINT_DIR, agent.n_steps * n_envs, learner_state, store),
     ]
     if "virtual" in learner_state:
         callbacks.append(VirtualRolloutLog(learner_state["virtual"]))

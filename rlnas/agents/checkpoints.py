@@ -42,7 +42,8 @@ class Stateful(Protocol):
 
 
 class CheckpointCallback(BaseCallback):
-    """Checkpoint the search into ``directory`` at the start of a rollout, every ``every_steps`` steps."""
+    """Checkpoint the search into ``directory`` at the start of a rollout, every ``every_steps`` real steps (the
+    steps the store records; virtual ones, :mod:`rlnas.agents.dyna`, change nothing worth saving)."""
 
     def __init__(
         self, directory: Path, every_steps: int, wrappers: Mapping[str, Stateful], store: EvaluationStore, keep: int = 2
@@ -53,12 +54,12 @@ class CheckpointCallback(BaseCallback):
         self._last = None
 
     def _on_training_start(self) -> None:
-        self._last = self.num_timesteps
+        self._last = self.store.step_count()
 
     def _on_rollout_start(self) -> None:
-        if self.num_timesteps - self._last >= self.every_steps:
+        if self.store.step_count() - self._last >= self.every_steps:
             save_checkpoint(self.model, self.wrappers, self.store, self.directory, self.keep)
-            self._last = self.num_timesteps
+            self._last = self.store.step_count()
 
     def _on_step(self) -> bool:
         return True
