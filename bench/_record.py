@@ -22,8 +22,14 @@ def machine() -> str:
     return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
-def record(title: str, table: str, headlines: dict[str, float | str]) -> None:
-    """Print ``name: value`` headlines and append the section to BENCHMARKS.md."""
+def record(title: str, table: str, headlines: dict[str, float | str], append: bool = True) -> None:
+    """Print the table and ``name: value`` headlines; append the section to BENCHMARKS.md unless ``append`` is
+    False (a script's ``--no-record``)."""
+    print(table)
+    for name, value in headlines.items():
+        print(f"{name}: {value}")
+    if not append:
+        return
     command = shlex.join(["python", *sys.argv])
     lines = [
         f"\n## {title} ({datetime.date.today().isoformat()})",
@@ -38,6 +44,3 @@ def record(title: str, table: str, headlines: dict[str, float | str]) -> None:
     ]
     with BENCHMARKS.open("a") as f:
         f.write("\n".join(lines))
-    print(table)
-    for name, value in headlines.items():
-        print(f"{name}: {value}")

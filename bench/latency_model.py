@@ -145,12 +145,8 @@ def main() -> None:
         "retest_kendall_tau": round(floor["tau"], 3),
         "predict_us_per_child": round(predict_us, 2),
     }
-    if args.no_record:
-        print(text)
-        for name, value in headlines.items():
-            print(f"{name}: {value}")
-    else:
-        record("Latency lookup table vs measured latency (bench/latency_model.py)", text, headlines)
+    title = "Latency lookup table vs measured latency (bench/latency_model.py)"
+    record(title, text, headlines, append=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -121,12 +121,7 @@ def main() -> None:
         "standalone_worst_child_acc": round(min(trained), 4),
         "kendall_tau": round(tau, 3),
     }
-    if args.no_record:
-        print(table)
-        for name, value in headlines.items():
-            print(f"{name}: {value}")
-    else:
-        record("Supernet proxy fidelity (bench/proxy_fidelity.py)", table, headlines)
+    record("Supernet proxy fidelity (bench/proxy_fidelity.py)", table, headlines, append=not args.no_record)
 
 
 if __name__ == "__main__":
