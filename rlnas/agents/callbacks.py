@@ -17,6 +17,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, HParam, Logger, TensorBoardOutputFormat
 from tqdm.auto import tqdm
 
+from rlnas.agents.dyna import VirtualRollouts
 from rlnas.report import markdown_table, plot_pareto, top_children
 from rlnas.space.space import Arch
 
@@ -230,7 +231,7 @@ class VirtualRolloutLog(BaseCallback):
     """Log the reward model of virtual rollouts (:mod:`rlnas.agents.dyna`) after each rollout:
     ``virtual/model_r2`` (its leave-one-out R^2, once fitted) and ``virtual/next_rollout_virtual`` (0 or 1)."""
 
-    def __init__(self, wrapper: Any) -> None:
+    def __init__(self, wrapper: VirtualRollouts) -> None:
         super().__init__()
         self.wrapper = wrapper
 

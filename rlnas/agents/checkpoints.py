@@ -57,9 +57,10 @@ class CheckpointCallback(BaseCallback):
         self._last = self.store.step_count()
 
     def _on_rollout_start(self) -> None:
-        if self.store.step_count() - self._last >= self.every_steps:
+        steps = self.store.step_count()
+        if steps - self._last >= self.every_steps:
             save_checkpoint(self.model, self.wrappers, self.store, self.directory, self.keep)
-            self._last = self.store.step_count()
+            self._last = steps
 
     def _on_step(self) -> bool:
         return True
