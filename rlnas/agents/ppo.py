@@ -1,4 +1,5 @@
-"""Build a stable-baselines3 PPO controller from an agent preset (configured, never subclassed)."""
+"""Build a stable-baselines3 PPO controller from an agent preset (configured, never subclassed; its policy is
+SB3's ``MlpPolicy`` with a faster multi-discrete distribution, :mod:`rlnas.agents.policy`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from gymnasium import Env
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
+from rlnas.agents.policy import BatchedMlpPolicy
 from rlnas.config import PPOPreset
 
 
@@ -16,7 +18,7 @@ def make_ppo(agent: PPOPreset, env: Env | VecEnv, seed: int | None = None, steps
     sequential factorisation) turns them into environment steps.
     """
     return PPO(
-        "MlpPolicy",
+        BatchedMlpPolicy,
         env,
         n_steps=agent.n_steps * steps_per_child,
         batch_size=agent.batch_size * steps_per_child,

@@ -1,0 +1,66 @@
+"""The batched multi-discrete distribution is SB3's distribution, computed as one tensor."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.distributions import MultiCategoricalDistribution
+
+from rlnas.agents.policy import BatchedMlpPolicy, BatchedMultiCategorical
+from rlnas.agents.ppo import make_ppo
+from rlnas.config import load_agent_preset
+from rlnas.envs.child_net import ChildNetEnv
+
+DIMS = [8, 4, 3, 1, 3]
+
+
+def _both(seed: int) -> tuple[MultiCategoricalDistribution, BatchedMultiCategorical, torch.Tensor]:
+    logits = torch.randn(6, sum(DIMS), generator=torch.Generator().manual_seed(seed)) * 3
+    return (
+        MultiCategoricalDistribution(DIMS).proba_distribution(logits),
+        BatchedMultiCategorical(DIMS).proba_distribution(logits),
+        logits,
+    )
+
+
+def test_log_prob_entropy_mode_and_gradients_match_sb3():
+    sb3, batched, _ = _both(0)
+    actions = sb3.sample()
+    torch.testing.assert_close(batched.log_prob(actions), sb3.log_prob(actions))
+    torch.testing.assert_close(batched.entropy(), sb3.entropy())
+    assert torch.equal(batched.mode(), sb3.mode())
+    for ours, theirs in zip(batched.distribution, sb3.distribution, strict=True):
+        torch.testing.assert_close(ours.probs, theirs.probs)
+
+    grads = []
+    for dist_class in (MultiCategoricalDistribution, BatchedMultiCategorical):
+        logits = _both(0)[2].requires_grad_()
+        dist = dist_class(DIMS).proba_distribution(logits)
+        (dist.log_prob(actions).sum() + dist.entropy().sum()).backward()
+        grads.append(logits.grad)
+    assert torch.isfinite(grads[1]).all()
+    torch.testing.assert_close(grads[1], grads[0])
+
+
+def test_samples_follow_the_probabilities():
+    torch.manual_seed(0)
+    _, batched, _ = _both(1)
+    draws = torch.stack([batched.sample() for _ in range(4000)])  # (draws, batch, dims)
+    for dim, (probs, n) in enumerate(zip(batched.distribution, DIMS, strict=True)):
+        counts = torch.nn.functional.one_hot(draws[:, :, dim], n).float().mean(0)
+        assert (draws[:, :, dim] < n).all()
+        torch.testing.assert_close(counts, probs.probs, atol=0.04, rtol=0)
+
+
+def test_ppo_uses_it_and_reloads_with_it(tmp_path, digits_preset, fake_evaluator):
+    env = ChildNetEnv(digits_preset, evaluator=fake_evaluator)
+    model = make_ppo(load_agent_preset("ppo"), env, seed=0)
+    assert isinstance(model.policy, BatchedMlpPolicy)
+    assert isinstance(model.policy.action_dist, BatchedMultiCategorical)
+    model.learn(16)
+    model.save(tmp_path / "policy.zip")
+    loaded = PPO.load(tmp_path / "policy.zip", device="cpu")
+    assert isinstance(loaded.policy.action_dist, BatchedMultiCategorical)
+    obs = np.ones((3, 1), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
