@@ -121,3 +121,24 @@ def test_views_wait_for_a_successful_child(tmp_path):
     assert [e.step for e in events.Images("search/pareto")] == [2], "no plot while every child had diverged"
     assert [e.step for e in events.Tensors("search/top5/text_summary")] == [1, 2]
     assert [h.histogram_value.sum for h in events.Histograms("arch/layer_0/operator")] == [0.0, 1.0]
+
+
+def test_cache_hits_are_written_with_the_next_dump(tmp_path):
+    from stable_baselines3.common.logger import configure
+
+    from rlnas.agents.callbacks import ChildLogger
+
+    logger = configure(str(tmp_path), ["csv"])
+    child_logger = ChildLogger(logger, 5, progress_bar=False, plot_every=100)
+    child = {"status": "ok", "accuracy": 0.5, "latency_ms": 1.0, "flops": 1, "params": 1, "train_s": 1.0,
+             "cost": 1.0, "target": 1.0, "exponent": 0}  # fmt: skip
+    a, b = "skip@1.0", "skip@0.5"
+    steps = [(a, 0.5, False), (a, 0.5, True), (a, 0.5, True), (b, 0.4, False), (b, 0.4, True)]
+    for arch, reward, cached in steps:
+        child_logger.log({**child, "arch": arch, "reward": reward, "cached": cached})
+    child_logger.close()
+    logger.close()
+    with open(tmp_path / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["search/cache_hits"]) for r in rows] == [0, 2, 3], "a row per new child, then the last hit"
+    assert [int(r["search/evaluations"]) for r in rows] == [1, 2, 2]

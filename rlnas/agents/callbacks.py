@@ -39,9 +39,9 @@ _KEPT = ("arch", "status", "reward", "accuracy", "latency_ms", "flops", "params"
 class ChildLogger:
     """Write each child's metrics (``child/*``) and the search's progress (``search/*``) to an SB3 logger.
 
-    Every step is one point on the step axis (the logger is dumped after each step). A newly evaluated child
-    logs its ``child/*`` metrics; a child answered from the store (a cache hit) only counts in
-    ``search/cache_hits``. A tqdm bar shows the distinct children evaluated out of ``max_evaluations``. Every
+    The step axis counts steps. A newly evaluated child logs its ``child/*`` metrics and dumps the logger; a
+    child answered from the store (a cache hit) only counts in ``search/cache_hits``, written with the next
+    dump (a converged search repeats children thousands of times, and a row each would be most of its cost). A tqdm bar shows the distinct children evaluated out of ``max_evaluations``. Every
     ``plot_every`` evaluations and on :meth:`close`, the Pareto scatter, the top-5 table and the per-layer
     choice histograms (of the children since the last refresh; operators as indices into ``operators``, the
     space's operator list) are refreshed. ``resumed``: the state of a search that is being continued (counts,
@@ -74,6 +74,7 @@ class ChildLogger:
         self.best_reward = best["reward"] if best else float("-inf")
         self.best_arch = best["arch"] if best else ""
         self.latency_source = ""
+        self._undumped_hits = False
         self._bar = tqdm(
             total=max_evaluations, initial=self.evaluations, desc="search", unit="child", disable=not progress_bar
         )
@@ -81,24 +82,30 @@ class ChildLogger:
     def log(self, info: dict) -> None:
         """Record one step (the ``info`` dict of an environment step that reached a child)."""
         self.steps += 1
+        improved = info["reward"] > self.best_reward
         if info["cached"]:
             self.cache_hits += 1
         else:
             self._new_child(info)
-        if info["reward"] > self.best_reward:
+        if improved:
             self.best_reward, self.best_arch = info["reward"], info["arch"]
             self.logger.record("search/best_arch", f"{self.best_arch} (reward {self.best_reward:.4f})")
-        self.logger.record("search/best_reward", self.best_reward)
-        self.logger.record("search/evaluations", self.evaluations)
-        self.logger.record("search/cache_hits", self.cache_hits)
-        self.logger.record("search/diverged", self.diverged)
-        self.logger.dump(self.steps)
+        self._undumped_hits = info["cached"] and not improved
+        if not self._undumped_hits:
+            self._dump()
         if not info["cached"] and self.evaluations % self.plot_every == 0:
             self._write_views()
         self._bar.set_postfix(
             acc=f"{info['accuracy']:.3f}", lat_ms=f"{info['latency_ms']:.2f}", best=f"{self.best_reward:.4f}",
             hits=self.cache_hits,
         )  # fmt: skip
+
+    def _dump(self) -> None:
+        self.logger.record("search/best_reward", self.best_reward)
+        self.logger.record("search/evaluations", self.evaluations)
+        self.logger.record("search/cache_hits", self.cache_hits)
+        self.logger.record("search/diverged", self.diverged)
+        self.logger.dump(self.steps)
 
     def _new_child(self, info: dict) -> None:
         self.evaluations += 1
@@ -116,7 +123,10 @@ class ChildLogger:
         self._window.append(Arch.parse(info["arch"]))
 
     def close(self) -> None:
-        """Refresh the plot, table and histograms if children came since the last refresh; close the progress bar."""
+        """Write cache hits not yet dumped; refresh the plot, table and histograms if children came since the last
+        refresh; close the progress bar."""
+        if self._undumped_hits:
+            self._dump()
         if self._window:
             self._write_views()
         self._bar.close()
