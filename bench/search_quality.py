@@ -85,7 +85,9 @@ def one_run(
     evaluator = StopAfterOptimum(make_evaluator(env, "cpu"), optimum, max_mflops)
     try:
         run_search(env, agent, evaluations=budget, max_steps=step_cap * budget, runs_dir=runs_dir, run_name=name,
-                   seed=seed, progress_bar=False, evaluator=evaluator)  # fmt: skip
+                   seed=seed, progress_bar=False, evaluator=evaluator, plot_every=budget)  # fmt: skip
+        # plot_every: the TensorBoard views are drawn once, at the end: nobody looks at them here, and a Pareto
+        # figure every 16 children (~0.2 s each) added ~2.5 s to each 200-child run
     except OptimumFound:
         pass
     store = EvaluationStore(Path(runs_dir) / name / "evaluations.sqlite")
