@@ -98,7 +98,9 @@ def main() -> None:
         [
             f"Preset `{preset.name}`, {len(archs)} children (seed {args.seed}). Supernet: "
             f"{trained_with['steps']} steps, sampling {trained_with['sampling']}, "
-            f"distillation {'on' if trained_with.get('distill') else 'off'}, batch {trained_with['batch_size']}, "
+            f"distillation {'on' if trained_with.get('distill') else 'off'}, "
+            f"widest warm-up {trained_with.get('widest_warmup', 0):g} of the steps, "
+            f"batch {trained_with['batch_size']}, "
             f"lr {trained_with['lr']}, resort every {trained_with['resort_every']}, trained in {train_s:.0f} s; "
             "child evaluation: "
             f"{s.recalibration_batches} recalibration batches of {s.recalibration_batch}, {s.finetune_steps} "

@@ -158,7 +158,9 @@ class SupernetConfig:
     ``sampling`` picks each step's paths (``uniform``: one uniformly random path; ``sandwich``: the
     widest, the narrowest and one random path, gradients summed); ``distill`` (sandwich only; on in
     ``fashion_mnist``, off when absent so older resolved configs keep their training): in-place distillation,
-    the widest path learns the true labels and the step's other paths its detached soft predictions; the
+    the widest path learns the true labels and the step's other paths its detached soft predictions;
+    ``widest_warmup`` (0 when absent): the fraction of ``steps`` that comes first and trains every path at full
+    width (random operators, true labels) before ``sampling`` takes over; the
     channel importance order (L1) is re-ranked every ``resort_every`` steps.
     Evaluation of a child: BatchNorm statistics re-estimated on
     ``recalibration_batches`` training batches of ``recalibration_batch_size`` (null: ``batch_size``; a few
@@ -174,6 +176,7 @@ class SupernetConfig:
     optimizer: Literal["adamw", "sgd"] = "adamw"
     sampling: Literal["uniform", "sandwich"] = "sandwich"
     distill: bool = False
+    widest_warmup: float = 0.0
     resort_every: int = 50
     recalibration_batches: int = 10
     recalibration_batch_size: int | None = None
@@ -506,6 +509,10 @@ def _validate_supernet(s: SupernetConfig) -> None:
         not s.distill or s.sampling == "sandwich",
         "supernet.distill", s.distill,
         "false with supernet.sampling uniform (set supernet.distill=false: the sandwich's widest path is the teacher)",
+    )  # fmt: skip
+    _check(
+        0 <= s.widest_warmup < 1, "supernet.widest_warmup", s.widest_warmup,
+        "a fraction of supernet.steps in [0, 1) (the rest trains narrower paths)",
     )  # fmt: skip
     _check(s.resort_every > 0, "supernet.resort_every", s.resort_every, "a positive number of steps")
     _check(s.recalibration_batches >= 0, "supernet.recalibration_batches", s.recalibration_batches, "0 or more")

@@ -154,6 +154,41 @@ def test_distillation_trains_the_other_paths_on_the_widest_paths_detached_soft_p
                 assert torch.equal(target, widest[1])
 
 
+def test_widest_warmup_trains_full_width_paths_on_the_labels_then_the_sandwich(
+    monkeypatch, supernet_preset, digits_data
+):
+    calls = []
+    forward, cross_entropy = Supernet.forward, F.cross_entropy
+
+    def spy_forward(self, x, arch):
+        calls.append([arch])
+        return forward(self, x, arch)
+
+    def spy_loss(logits, target, *args, **kwargs):
+        calls[-1].append(target.is_floating_point())
+        return cross_entropy(logits, target, *args, **kwargs)
+
+    monkeypatch.setattr(Supernet, "forward", spy_forward)
+    monkeypatch.setattr(F, "cross_entropy", spy_loss)
+    cfg = dataclasses.replace(supernet_preset.supernet, steps=4, distill=True, widest_warmup=0.5)
+    space = space_for(supernet_preset)
+    train_supernet(Supernet(space), digits_data.train, cfg, progress_bar=False)
+    steps = [calls[i : i + 3] for i in range(0, len(calls), 3)]
+    full = max(space.keep_ratios)
+    assert len(steps) == cfg.steps
+    for arch, soft_target in [call for step in steps[:2] for call in step]:
+        assert set(arch.keeps) == {full} and not soft_target, "warm-up: full width, true labels"
+    for step in steps[2:]:
+        assert set(step[1][0].keeps) == {min(space.keep_ratios)}, "then the sandwich, narrowest path second"
+        assert [soft for _, soft in step] == [False, True, True], "distilled from the widest path"
+
+
+def test_sample_paths_widest_keeps_the_rules_path_count_at_full_width(tiny_space):
+    for sampling, count in [("sandwich", 3), ("uniform", 1)]:
+        paths = sample_paths(tiny_space, sampling, np.random.default_rng(0), widest=True)
+        assert len(paths) == count and all(set(p.keeps) == {max(tiny_space.keep_ratios)} for p in paths)
+
+
 def test_distillation_needs_the_sandwich_rule():
     with pytest.raises(ConfigError, match=r"supernet\.distill.*sandwich"):
         load_env_preset("digits", ["evaluator=supernet", "supernet.sampling=uniform", "supernet.distill=true"])
@@ -221,6 +256,8 @@ def test_cli_trains_and_saves_a_supernet_and_search_refuses_it_for_a_scratch_pre
         ("sampling", "sometimes", "uniform"),
         ("val_size", 0, "null"),
         ("recalibration_batch_size", 0, "positive"),
+        ("widest_warmup", 1, "fraction"),
+        ("widest_warmup", -0.1, "fraction"),
     ],
 )
 def test_supernet_section_is_validated_naming_the_key(key, value, allowed):

@@ -29,6 +29,14 @@ paths learn what the wide one knows rather than the labels alone. The reported l
 path's label loss and the other paths' soft-target losses. At 1,000 steps it raised Kendall tau on
 ``bench/proxy_fidelity.py`` from 0.480 to 0.491 on 20 children and from 0.405 to 0.447 on 40 (training seed
 1: 0.522 to 0.505 on 20, 0.357 to 0.498 on 40).
+
+Widest warm-up (``supernet.widest_warmup``, a fraction of ``steps``; progressive shrinking as in
+Once-for-All): the first steps train the same number of paths per step with random operators, all at full
+width and on the true labels, and only then does ``sampling`` (with its narrow paths and distillation) take
+over. Eight operators per layer at random widths learn very slowly from scratch, and a teacher still at chance
+teaches nothing; training the operators at full width first gets them off the ground. With half of 1,000 steps
+(the ``fashion_mnist`` preset) Kendall tau on ``bench/proxy_fidelity.py`` rose from 0.491 to 0.516 on 20 children
+and from 0.447 to 0.496 on 40 (training seed 1: 0.505 to 0.537, 0.498 to 0.540) at the same training time.
 """
 
 from __future__ import annotations
@@ -170,15 +178,19 @@ def _masked(x: Tensor, mask: Tensor | None) -> Tensor:
 # ---------------------------------------------------------------------------------------------- training
 
 
-def sample_paths(space: SearchSpace, sampling: str, rng: np.random.Generator) -> list[Arch]:
-    """The paths one training step trains: one uniform path, or the sandwich (widest, narrowest, random)."""
+def sample_paths(space: SearchSpace, sampling: str, rng: np.random.Generator, *, widest: bool = False) -> list[Arch]:
+    """The paths one training step trains: one uniform path, or the sandwich (widest, narrowest, random).
+
+    ``widest``: the same number of paths with random operators, all at full width (the warm-up).
+    """
     path = space.sample(rng)
+    n, full = space.num_layers, max(space.keep_ratios)
     if sampling == "uniform":
-        return [path]
-    ops = [space.sample(rng).ops for _ in range(2)]
-    widest, narrowest = max(space.keep_ratios), min(space.keep_ratios)
-    n = space.num_layers
-    return [Arch(ops[0], (widest,) * n), Arch(ops[1], (narrowest,) * n), path]
+        paths = [path]
+    else:
+        ops = [space.sample(rng).ops for _ in range(2)]
+        paths = [Arch(ops[0], (full,) * n), Arch(ops[1], (min(space.keep_ratios),) * n), path]
+    return [Arch(p.ops, (full,) * n) for p in paths] if widest else paths
 
 
 @dataclass(frozen=True)
@@ -214,21 +226,22 @@ def train_supernet(
     started = time.perf_counter()
     bar = tqdm(total=cfg.steps, desc="supernet", unit="step", disable=not progress_bar)
     batches = _endless_batches(data, cfg.batch_size, generator)
+    warmup = round(cfg.widest_warmup * cfg.steps)
     for step in range(cfg.steps):
         if step % cfg.resort_every == 0:
             supernet.resort()
         x, y = next(batches)
         x, y = x.to(device), y.to(device)
         opt.zero_grad(set_to_none=True)
-        total, targets = 0.0, y
-        for i, path in enumerate(sample_paths(supernet.space, cfg.sampling, rng)):
+        total, targets, warming = 0.0, y, step < warmup
+        for i, path in enumerate(sample_paths(supernet.space, cfg.sampling, rng, widest=warming)):
             logits = supernet(x, path)
             loss = F.cross_entropy(logits, targets)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"supernet loss became {loss.item()} at step {step} (path {path})")
             loss.backward()
             total += loss.item()
-            if cfg.distill and i == 0:  # the sandwich's widest path teaches the others of this step
+            if cfg.distill and i == 0 and not warming:  # the sandwich's widest path teaches the step's others
                 targets = logits.detach().softmax(dim=1)
         opt.step()
         schedule.step()
