@@ -214,7 +214,9 @@ class PPOPreset:
     """PPO hyperparameters (stable-baselines3 names), tuned for short, expensive searches.
 
     ``reward_transform``, ``repeated_children`` and ``rank_window`` (rank among the last this many first visits;
-    None: all) shape what the learner sees (:mod:`rlnas.agents.reward_shaping`).
+    None: all) shape what the learner sees (:mod:`rlnas.agents.reward_shaping`); ``repeated_children: redraw``
+    also makes the policy draw again when it samples a child already evaluated (joint factorisation only,
+    :mod:`rlnas.agents.policy`).
     ``factorisation``: ``joint`` (one step per child, independent per-dimension choices) or ``sequential`` (one
     decision per step, :mod:`rlnas.agents.sequential`). ``n_steps`` and ``batch_size`` count children either way.
     ``ent_half_life``: the entropy coefficient halves every this many children (None: constant).
@@ -238,7 +240,7 @@ class PPOPreset:
     max_grad_norm: float = 0.5
     net_arch: tuple[int, ...] = ()
     reward_transform: Literal["rank", "none"] = "rank"
-    repeated_children: Literal["neutral", "reward"] = "neutral"
+    repeated_children: Literal["neutral", "reward", "redraw"] = "neutral"
     rank_window: int | None = None
     factorisation: Literal["joint", "sequential"] = "joint"
     ent_half_life: float | None = None
@@ -551,6 +553,12 @@ def _validate_agent(p: AgentPreset) -> None:
         "virtual_rollouts",
         p.virtual_rollouts,
         "0 with factorisation: sequential (virtual rollouts need one-step episodes: use factorisation: joint)",
+    )
+    _check(
+        p.repeated_children != "redraw" or p.factorisation == "joint",
+        "repeated_children",
+        p.repeated_children,
+        "neutral or reward with factorisation: sequential (redraw re-samples whole children: use factorisation: joint)",
     )
     _check(p.surrogate_min_r2 <= 1, "surrogate_min_r2", p.surrogate_min_r2, "an R^2 of at most 1")
     _check(p.surrogate_exploration >= 0, "surrogate_exploration", p.surrogate_exploration, "a non-negative number")

@@ -330,6 +330,8 @@ def _search_with_ppo(
         model = make_ppo(agent, vec_env, settings["seed"], steps_per_child)
         if settings.get("init_policy"):
             _init_from(model, settings["init_policy"], space, agent)
+    if agent.repeated_children == "redraw":
+        model.policy.action_dist.exclude = vec_env.seen  # the shaping's set of evaluated children, kept up to date
     model.set_logger(logger)
     callbacks = [
         ChildLoggingCallback(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.distributions import MultiCategoricalDistribution
 
 from rlnas.agents.policy import BatchedMlpPolicy, BatchedMultiCategorical
 from rlnas.agents.ppo import make_ppo
-from rlnas.config import load_agent_preset
+from rlnas.config import ConfigError, load_agent_preset
 from rlnas.envs.child_net import ChildNetEnv
 
 DIMS = [8, 4, 3, 1, 3]
@@ -64,3 +65,39 @@ def test_ppo_uses_it_and_reloads_with_it(tmp_path, digits_preset, fake_evaluator
     assert isinstance(loaded.policy.action_dist, BatchedMultiCategorical)
     obs = np.ones((3, 1), dtype=np.float32)
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+
+
+def test_excluded_children_are_drawn_again_unless_nothing_else_is_likely():
+    torch.manual_seed(0)
+    dims = [3, 1, 3, 1]
+    logits = torch.tensor([[4.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0]])  # mode (0, 0, 0, 0) with p ~ 0.93
+    dist = BatchedMultiCategorical(dims).proba_distribution(logits)
+    dist.exclude = {(0, 0, 0, 0), (0, 0, 1, 0)}
+    draws = {tuple(dist.sample()[0].tolist()) for _ in range(200)}
+    assert draws and not draws & dist.exclude
+    assert (1, 0, 0, 0) in draws and (0, 0, 2, 0) in draws, "the mode's neighbours come next"
+
+    certain = BatchedMultiCategorical([2]).proba_distribution(torch.tensor([[0.0, -1e4]]))
+    certain.exclude = {(0,)}
+    assert certain.sample().tolist() == [[0]], "a child with no alternative is proposed anyway"
+
+
+def test_a_redraw_search_evaluates_a_new_child_at_every_step(tmp_path, synthetic_table_preset):
+    from rlnas.search import run_search
+    from rlnas.store import EvaluationStore
+
+    counts = {}
+    for rule in ("neutral", "redraw"):
+        agent = load_agent_preset("ppo", [f"repeated_children={rule}", "virtual_rollouts=0"])
+        run_search(synthetic_table_preset, agent, evaluations=40, max_steps=200, runs_dir=tmp_path, run_name=rule,
+                   seed=0, progress_bar=False)  # fmt: skip
+        store = EvaluationStore(tmp_path / rule / "evaluations.sqlite")
+        counts[rule] = (len(store), sum(s["cached"] for s in store.steps()))
+        store.close()
+    assert counts["redraw"] == (40, 0), "40 of the 81 children in 40 steps"
+    assert counts["neutral"][1] > 0, "the neutral policy repeats children"
+
+
+def test_redraw_needs_the_joint_factorisation():
+    with pytest.raises(ConfigError, match="repeated_children"):
+        load_agent_preset("ppo", ["repeated_children=redraw", "factorisation=sequential", "virtual_rollouts=0"])

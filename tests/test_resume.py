@@ -40,10 +40,10 @@ class CrashingEvaluator(FakeEvaluator):
 VIRTUAL = {"virtual_rollouts": 1, "surrogate_min_children": 3, "surrogate_min_r2": -1e9}  # always trusted
 
 
-@pytest.fixture(params=["joint", "sequential", "joint+virtual"])
+@pytest.fixture(params=["joint", "sequential", "joint+virtual", "joint+redraw"])
 def fast_agent(request):
-    factorisation, _, virtual = request.param.partition("+")
-    extra = VIRTUAL if virtual else {}
+    factorisation, _, option = request.param.partition("+")
+    extra = {"virtual": VIRTUAL, "redraw": {"repeated_children": "redraw"}}.get(option, {})
     return load_agent_preset(
         {"name": "fast", "n_steps": 4, "batch_size": 4, "n_epochs": 2, "factorisation": factorisation, **extra}
     )

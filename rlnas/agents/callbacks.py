@@ -41,10 +41,11 @@ class ChildLogger:
 
     The step axis counts steps. A newly evaluated child logs its ``child/*`` metrics and dumps the logger; a
     child answered from the store (a cache hit) only counts in ``search/cache_hits``, written with the next
-    dump (a converged search repeats children thousands of times, and a row each would be most of its cost). A tqdm bar shows the distinct children evaluated out of ``max_evaluations``. Every
-    ``plot_every`` evaluations and on :meth:`close`, the Pareto scatter, the top-5 table and the per-layer
-    choice histograms (of the children since the last refresh; operators as indices into ``operators``, the
-    space's operator list) are refreshed. ``resumed``: the state of a search that is being continued (counts,
+    dump (a converged search repeats children thousands of times, and a row each would be most of its cost).
+    A tqdm bar shows the distinct children evaluated out of ``max_evaluations``. Every ``plot_every``
+    evaluations and on :meth:`close`, the Pareto scatter, the top-5 table and the per-layer choice histograms
+    (of the children since the last refresh; operators as indices into ``operators``, the space's operator
+    list) are refreshed. ``resumed``: the state of a search that is being continued (counts,
     best record, the children evaluated so far).
     """
 

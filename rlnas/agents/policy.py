@@ -9,9 +9,19 @@ a constrained PPO run spent 60% of its time in the distribution and its backward
 mode) on a padded ``(batch, dimensions, choices)`` tensor: about 10x faster per pass, and a search 2.5x faster
 per step. :class:`BatchedMlpPolicy` is ``MlpPolicy`` with it; other action spaces are left to SB3. Policies are
 saved and loaded with SB3's own ``save``/``load`` (the class is recorded by its import path).
+
+Redrawing repeats (``repeated_children: redraw`` in the agent preset): when the search sets
+:attr:`BatchedMultiCategorical.exclude` to the children evaluated so far, a sampled child among them is drawn
+again (up to :data:`MAX_REDRAWS` times), so a step evaluates a new child whenever the policy gives one a fair
+chance. A policy that has converged on a good child then proposes its likeliest unseen neighbours, one and two
+choices away, instead of repeating it: a local search around the policy's mode. The learner sees the child
+actually proposed and its log-probability under the policy. On NAS-Bench-Macro (40 seeds) it raised the optimum
+rate at 100 children from 65% to 82% and cut the steps a search takes (BENCHMARKS.md).
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import torch
 from stable_baselines3.common.distributions import MultiCategoricalDistribution
@@ -19,6 +29,9 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import Schedule
 from torch import Tensor
 from torch.distributions import Categorical
+
+MAX_REDRAWS = 100
+"""Draws per child at most under ``exclude``; a child still excluded after them is proposed anyway."""
 
 
 class BatchedMultiCategorical(MultiCategoricalDistribution):
@@ -32,6 +45,7 @@ class BatchedMultiCategorical(MultiCategoricalDistribution):
         self.valid = choice[None, :] < torch.tensor(self.action_dims)[:, None]
         self.index = torch.where(self.valid, starts[:, None] + choice[None, :], 0)  # flat logit of each (dim, choice)
         self.log_probs = torch.empty(0, len(self.action_dims), width)
+        self.exclude: Collection[tuple[int, ...]] = ()  # actions to draw again (the search's evaluated children)
 
     @property
     def distribution(self) -> list[Categorical]:  # type: ignore[override]
@@ -50,6 +64,15 @@ class BatchedMultiCategorical(MultiCategoricalDistribution):
         return -(self.log_probs.exp() * self.log_probs).sum((1, 2))
 
     def sample(self) -> Tensor:
+        actions = self._draw()
+        for _ in range(MAX_REDRAWS if self.exclude else 0):
+            again = [i for i, row in enumerate(actions.tolist()) if tuple(row) in self.exclude]
+            if not again:
+                break
+            actions[again] = self._draw()[again]
+        return actions
+
+    def _draw(self) -> Tensor:
         batch, dims, width = self.log_probs.shape
         return torch.multinomial(self.log_probs.exp().reshape(-1, width), 1).reshape(batch, dims)
 

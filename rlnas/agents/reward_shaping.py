@@ -9,6 +9,8 @@ child is compared with its recent peers rather than with the poor children of th
 
 ``repeated_children: neutral``: a child the search has already evaluated teaches nothing new, so the learner
 gets 0 for it and it does not enter the rank history; the policy is pushed towards children it has not seen.
+``redraw`` goes further (:class:`rlnas.agents.policy.BatchedMultiCategorical` draws again while it samples a
+child in :attr:`RewardShaping.seen`), and a repeat that still gets through is neutral.
 
 A virtual step (``info["virtual"]``, :mod:`rlnas.agents.dyna`) is shaped the same way against the real
 history but changes nothing: it is not recorded as seen and does not enter the rank history.
@@ -32,10 +34,10 @@ class RewardShaping(VecEnvWrapper):
     ) -> None:
         super().__init__(venv)
         self.transform = transform
-        self.neutral_repeats = repeated_children == "neutral"
+        self.neutral_repeats = repeated_children in ("neutral", "redraw")
         self.window = window
         self.history: list[float] = []  # raw rewards of first visits, in order
-        self.seen: set[tuple[int, ...]] = set()
+        self.seen: set[tuple[int, ...]] = set()  # actions of real children; updated in place (the policy reads it)
 
     def reset(self) -> np.ndarray:
         return self.venv.reset()
@@ -57,7 +59,8 @@ class RewardShaping(VecEnvWrapper):
     def load_state_dict(self, state: dict) -> None:
         """Restore statistics written by :meth:`state_dict`."""
         self.history = list(state["history"])
-        self.seen = {tuple(key) for key in state["seen"]}
+        self.seen.clear()
+        self.seen.update(tuple(key) for key in state["seen"])
 
     def shape(self, action: np.ndarray, reward: float, record: bool = True) -> float:
         """The learner's reward for ``reward`` earned by ``action`` (``record``: a real evaluation, remembered)."""
