@@ -15,10 +15,10 @@ from pathlib import Path
 from search_quality import DEFAULT_TABLE, one_run
 
 
-def variant_arguments(doc: str, budget: int, step_cap: int) -> argparse.Namespace:
+def variant_arguments(doc: str, budget: int, step_cap: int, seeds: int = 20) -> argparse.Namespace:
     """Parse ``--seeds --budget --step-cap --workers --table`` with the screen's own defaults."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=seeds)
     parser.add_argument("--budget", type=int, default=budget)
     parser.add_argument("--step-cap", type=int, default=step_cap, help="steps per distinct child at most")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
@@ -41,12 +41,14 @@ def run_variants(
     return runs, optimum, accuracies
 
 
-def screen(doc: str, heading: str, variants: dict[str, tuple[str, ...]], budget: int = 100, step_cap: int = 20) -> None:
+def screen(
+    doc: str, heading: str, variants: dict[str, tuple[str, ...]], budget: int = 100, step_cap: int = 20, seeds: int = 20
+) -> None:
     """Run every variant for every seed, print and record mean best / optimum rate at 50 and ``--budget``."""
     from _record import record
     from search_quality import summarise, table_text
 
-    args = variant_arguments(doc, budget=budget, step_cap=step_cap)
+    args = variant_arguments(doc, budget=budget, step_cap=step_cap, seeds=seeds)
     started, rows, headlines = time.time(), [], {}
     runs, optimum, accuracies = run_variants(args, variants)
     budgets = sorted({50, args.budget})

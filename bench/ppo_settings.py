@@ -15,8 +15,9 @@ from _ppo_variants import run_variants, variant_arguments
 from _record import record
 from search_quality import summarise
 
-JOINT = ("factorisation=joint", "virtual_rollouts=0", "net_arch=[]", "learning_rate=0.03", "ent_coef=0.1")
-SEQUENTIAL = ("factorisation=sequential", "virtual_rollouts=0", "net_arch=[64]", "learning_rate=0.01", "ent_coef=0.1")
+PINNED = ("virtual_rollouts=0", "repeated_children=neutral")  # the settings this study predates
+JOINT = ("factorisation=joint", *PINNED, "net_arch=[]", "learning_rate=0.03", "ent_coef=0.1")
+SEQUENTIAL = ("factorisation=sequential", *PINNED, "net_arch=[64]", "learning_rate=0.01", "ent_coef=0.1")
 VARIANTS = {
     "joint (free logits, lr 3e-2, ent 0.1)": JOINT,
     "joint, ent halves every 50 children": (*JOINT, "ent_half_life=50"),

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from _ppo_variants import screen
 
+NEUTRAL = ("repeated_children=neutral",)  # the default when this study was made (bench/ppo_redraw.py: redraw)
 VARIANTS = {
-    "no virtual rollouts": ("virtual_rollouts=0",),
-    "virtual_rollouts 2, ent_coef 0.01": ("ent_coef=0.01",),
-    "virtual_rollouts 2, ent_coef 0.03 (shipped)": (),
-    "virtual_rollouts 2, ent_coef 0.03, rank_window 16": ("rank_window=16",),
+    "no virtual rollouts": (*NEUTRAL, "virtual_rollouts=0"),
+    "virtual_rollouts 2, ent_coef 0.01": (*NEUTRAL, "virtual_rollouts=2", "ent_coef=0.01"),
+    "virtual_rollouts 2, ent_coef 0.03 (shipped then)": (*NEUTRAL, "virtual_rollouts=2"),
+    "virtual_rollouts 2, ent_coef 0.03, rank_window 16": (*NEUTRAL, "virtual_rollouts=2", "rank_window=16"),
 }
 
 

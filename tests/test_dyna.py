@@ -126,7 +126,7 @@ def test_a_search_with_virtual_rollouts_records_only_real_children(tmp_path, syn
 
 def test_virtual_rollouts_need_the_joint_factorisation():
     with pytest.raises(ConfigError, match="virtual_rollouts"):
-        load_agent_preset("ppo", ["factorisation=sequential"])
+        load_agent_preset("ppo", ["factorisation=sequential", "repeated_children=neutral"])
 
 
 def test_max_steps_counts_real_steps_only(tmp_path, synthetic_table_preset):

@@ -21,7 +21,10 @@ from rlnas.envs.child_net import ChildNetEnv
 from rlnas.search import run_search
 from rlnas.store import EvaluationStore
 
-SEQUENTIAL = ("factorisation=sequential", "virtual_rollouts=0", "net_arch=[16]", "n_steps=4", "batch_size=4")
+SEQUENTIAL = (
+    "factorisation=sequential", "virtual_rollouts=0", "repeated_children=neutral", "net_arch=[16]", "n_steps=4",
+    "batch_size=4",
+)  # fmt: skip
 
 
 @pytest.mark.filterwarnings("ignore:.*different from the unwrapped version")  # a wrapper is what is checked here
