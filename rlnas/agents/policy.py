@@ -64,17 +64,15 @@ class BatchedMultiCategorical(MultiCategoricalDistribution):
         return -(self.log_probs.exp() * self.log_probs).sum((1, 2))
 
     def sample(self) -> Tensor:
-        actions = self._draw()
-        for _ in range(MAX_REDRAWS if self.exclude else 0):
-            again = [i for i, row in enumerate(actions.tolist()) if tuple(row) in self.exclude]
-            if not again:
-                break
-            actions[again] = self._draw()[again]
-        return actions
-
-    def _draw(self) -> Tensor:
         batch, dims, width = self.log_probs.shape
-        return torch.multinomial(self.log_probs.exp().reshape(-1, width), 1).reshape(batch, dims)
+        actions = torch.multinomial(self.log_probs.exp().reshape(-1, width), 1).reshape(batch, dims)
+        for row, action in enumerate(actions.tolist()):
+            if tuple(action) in self.exclude:  # draw MAX_REDRAWS more at once; keep the first not excluded
+                redraws = torch.multinomial(self.log_probs[row].exp(), MAX_REDRAWS, replacement=True).T.tolist()
+                fresh = next((a for a in redraws if tuple(a) not in self.exclude), None)
+                if fresh is not None:
+                    actions[row] = torch.tensor(fresh)
+        return actions
 
     def mode(self) -> Tensor:
         return self.log_probs.argmax(-1)
