@@ -172,6 +172,11 @@ def test_reward_shaping_ranks_first_visits_and_neutralises_repeats(synthetic_tab
     assert shaping.shape(c, 0.1) == pytest.approx(0.5 / 3 - 0.5)
     raw = RewardShaping(venv, "none", "reward")
     assert raw.shape(a, 0.5) == raw.shape(a, 0.5) == 0.5
+    redraw = RewardShaping(venv, "rank", "redraw")  # a repeat got past the redraws: the policy has collapsed
+    assert redraw.shape(a, 0.5) == 0.0 and redraw.shape(b, 0.9) == pytest.approx(0.25)
+    assert redraw.shape(b, 0.9) == -0.5 and redraw.history == [0.5, 0.9]
+    raw_redraw = RewardShaping(venv, "none", "redraw")
+    assert [raw_redraw.shape(b, 0.9), raw_redraw.shape(a, 0.5), raw_redraw.shape(b, 0.9)] == [0.9, 0.5, 0.5]
 
 
 def test_a_rank_window_ranks_among_the_latest_first_visits_only(synthetic_table_preset):

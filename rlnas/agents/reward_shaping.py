@@ -10,7 +10,10 @@ child is compared with its recent peers rather than with the poor children of th
 ``repeated_children: neutral``: a child the search has already evaluated teaches nothing new, so the learner
 gets 0 for it and it does not enter the rank history; the policy is pushed towards children it has not seen.
 ``redraw`` goes further (:class:`rlnas.agents.policy.BatchedMultiCategorical` draws again while it samples a
-child in :attr:`RewardShaping.seen`), and a repeat that still gets through is neutral.
+child in :attr:`RewardShaping.seen`), and a repeat that still gets through means the policy has collapsed onto
+children already seen: it earns the lowest rank (-0.5; without the rank transform, the lowest reward so far),
+which spreads the policy again. Left neutral, collapsed policies stalled constrained searches for thousands of
+steps.
 
 A virtual step (``info["virtual"]``, :mod:`rlnas.agents.dyna`) is shaped the same way against the real
 history but changes nothing: it is not recorded as seen and does not enter the rank history.
@@ -34,7 +37,8 @@ class RewardShaping(VecEnvWrapper):
     ) -> None:
         super().__init__(venv)
         self.transform = transform
-        self.neutral_repeats = repeated_children in ("neutral", "redraw")
+        self.neutral_repeats = repeated_children == "neutral"
+        self.penalised_repeats = repeated_children == "redraw"
         self.window = window
         self.history: list[float] = []  # raw rewards of first visits, in order
         self.seen: set[tuple[int, ...]] = set()  # actions of real children; updated in place (the policy reads it)
@@ -65,14 +69,15 @@ class RewardShaping(VecEnvWrapper):
     def shape(self, action: np.ndarray, reward: float, record: bool = True) -> float:
         """The learner's reward for ``reward`` earned by ``action`` (``record``: a real evaluation, remembered)."""
         key = tuple(int(a) for a in np.ravel(action))
-        if self.neutral_repeats and key in self.seen:
+        if key in self.seen and self.neutral_repeats:
             return 0.0
+        if key in self.seen and self.penalised_repeats:
+            return -0.5 if self.transform == "rank" else min(self.history, default=reward)
         if record:
             self.seen.add(key)
+            self.history.append(reward)
         if self.transform == "none":
             return reward
-        if record:
-            self.history.append(reward)
         history = self.history if record else [*self.history, reward]
         reference = np.asarray(history[-self.window :] if self.window else history)
         lower, equal = np.sum(reference < reward), np.sum(reference == reward)
