@@ -19,22 +19,12 @@ import time
 from pathlib import Path
 
 from _record import record
-from search_quality import DEFAULT_TABLE, one_run
+from search_quality import DEFAULT_TABLE, best_within, one_run, within
 
 import rlnas.agents.ppo
 from rlnas.agents.policy import BatchedMlpPolicy
 
 POLICIES = {"sb3 MlpPolicy": "MlpPolicy", "BatchedMlpPolicy": BatchedMlpPolicy}
-
-
-def best_at(children: list[dict], budget: int) -> float:
-    """The best accuracy among the first ``budget`` distinct children."""
-    seen: dict[str, float] = {}
-    for child in children:
-        seen.setdefault(child["arch"], child["accuracy"])
-        if len(seen) == budget:
-            break
-    return 100 * max(seen.values())
 
 
 def main() -> None:
@@ -57,7 +47,7 @@ def main() -> None:
             seconds[name] += time.perf_counter() - started
             steps[name] += len(children)
             for budget in best[name]:
-                best[name][budget].append(best_at(children, budget))
+                best[name][budget].append(best_within(within(children, budget, "distinct", 20), None))
     rows = [f"| policy | mean best at 50 | optimum found at {args.budget} | steps | ms per step |",
             "|---|---:|---:|---:|---:|"]  # fmt: skip
     headlines: dict[str, float] = {}

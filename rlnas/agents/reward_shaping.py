@@ -37,8 +37,7 @@ class RewardShaping(VecEnvWrapper):
     ) -> None:
         super().__init__(venv)
         self.transform = transform
-        self.neutral_repeats = repeated_children == "neutral"
-        self.penalised_repeats = repeated_children == "redraw"
+        self.repeated_children = repeated_children
         self.window = window
         self.history: list[float] = []  # raw rewards of first visits, in order
         self.seen: set[tuple[int, ...]] = set()  # actions of real children; updated in place (the policy reads it)
@@ -69,9 +68,9 @@ class RewardShaping(VecEnvWrapper):
     def shape(self, action: np.ndarray, reward: float, record: bool = True) -> float:
         """The learner's reward for ``reward`` earned by ``action`` (``record``: a real evaluation, remembered)."""
         key = tuple(int(a) for a in np.ravel(action))
-        if key in self.seen and self.neutral_repeats:
+        if key in self.seen and self.repeated_children == "neutral":
             return 0.0
-        if key in self.seen and self.penalised_repeats:
+        if key in self.seen and self.repeated_children == "redraw":
             return -0.5 if self.transform == "rank" else min(self.history, default=reward)
         if record:
             self.seen.add(key)
