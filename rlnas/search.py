@@ -317,6 +317,7 @@ def _search_with_ppo(
             agent.surrogate_min_r2,
             agent.surrogate_min_children,
             agent.surrogate_exploration,
+            space.canonical_action,
         )
     vec_env = learner_state["shaping"] = RewardShaping(
         base, agent.reward_transform, agent.repeated_children, agent.rank_window
@@ -332,6 +333,7 @@ def _search_with_ppo(
             _init_from(model, settings["init_policy"], space, agent)
     if agent.repeated_children == "redraw":
         model.policy.action_dist.exclude = vec_env.seen  # the shaping's set of evaluated children, kept up to date
+        model.policy.action_dist.canonical = space.canonical_action  # as the environment reports their actions
     model.set_logger(logger)
     callbacks = [
         ChildLoggingCallback(

@@ -135,7 +135,9 @@ def synthetic_table_preset(tmp_path_factory) -> EnvPreset:
     """A 4-layer, 3-operator tabular space over a CSV table (81 rows, one column per layer).
 
     Accuracy is additive: each layer adds 0.0, 0.01 or 0.02 for codes 0, 1, 2, except that code 2 at layer 3
-    adds 0.05 -- so the unique optimum is "2222" (accuracy 0.86), and greedy per-layer choices find it.
+    adds 0.05 -- so the unique optimum is "2222" (accuracy 0.86), and greedy per-layer choices find it. ``skip``
+    is the identity at layers 1-3, so the 81 architectures build 45 distinct networks; the environment evaluates
+    each by its representative's row (:meth:`rlnas.space.SearchSpace.canonical_action`).
     """
     path = tmp_path_factory.mktemp("table") / "synthetic.csv"
     rows = ["layer_0,layer_1,layer_2,layer_3,acc,flops,params"]

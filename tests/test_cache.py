@@ -12,6 +12,7 @@ import pytest
 from rlnas.envs.child_net import ChildNetEnv
 from rlnas.envs.evaluators import EvalResult, ScratchEvaluator, cache_key
 from rlnas.search import run_search
+from rlnas.space import Arch
 from rlnas.store import EvaluationStore
 
 ARCH = "conv3x3@0.5|skip@1.0|sep3x3@1.0|mbconv3_k3@0.5"
@@ -113,3 +114,17 @@ def test_bad_budgets_are_refused(tmp_path, synthetic_table_preset, kwargs, match
 def test_parallel_envs_are_for_ppo(tmp_path, synthetic_table_preset):
     with pytest.raises(ValueError, match="for PPO searches"):
         run_search(synthetic_table_preset, "random", evaluations=5, n_envs=2, runs_dir=tmp_path, progress_bar=False)
+
+
+def test_children_that_build_the_same_network_share_one_evaluation(tmp_path, digits_preset, fake_evaluator):
+    env = ChildNetEnv(digits_preset, evaluator=fake_evaluator, store_path=tmp_path / "s.sqlite")
+    identity = next(s.index for s in env.space.slots if s.c_in == s.c_out and s.stride == 1)
+    arch = env.space.uniform("conv3x3", 0.5)
+    ops, keeps = list(arch.ops), list(arch.keeps)
+    ops[identity], keeps[identity] = "skip", 1.0
+    _, _, _, _, first = env.step(env.space.encode(Arch(tuple(ops), tuple(keeps))))
+    keeps[identity] = 0.25  # an identity prunes nothing: the same network
+    _, _, _, _, again = env.step(env.space.encode(Arch(tuple(ops), tuple(keeps))))
+    assert fake_evaluator.calls == 1 and again["cached"] and again["store_id"] == first["store_id"]
+    assert again["action"] == first["action"] and again["arch"] == first["arch"]
+    env.close()

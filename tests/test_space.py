@@ -259,3 +259,33 @@ def test_model_json_rebuilds_the_same_space(tiny_space):
     data = json.loads(model.arch_json())
     assert data["arch"] == str(arch)
     assert SearchSpace.from_declaration(data["space"]).fingerprint == tiny_space.fingerprint
+
+
+# ------------------------------------------------------------------------------------------ equivalent children
+
+
+def test_identity_layers_move_to_the_end_of_their_run_with_the_widest_keep():
+    stages = (StageConfig(layers=3, width=8, stride=2), StageConfig(layers=3, width=16, stride=2))
+    space = SearchSpace(SpaceConfig(stem_width=4, stages=stages, operators=("skip", "conv3x3"),
+                                    keep_ratios=(0.5, 1.0)), (3, 8, 8), 10)  # fmt: skip
+    arch = space.parse("skip@0.5|skip@0.5|conv3x3@0.5|skip@0.5|conv3x3@1.0|skip@0.5")
+    # a skip where the shape changes is a 1x1 projection (pruned by its keep-ratio): it stays as it is
+    assert str(space.canonical(arch)) == "skip@0.5|conv3x3@0.5|skip@1.0|skip@0.5|conv3x3@1.0|skip@1.0"
+    assert space.canonical_action(space.encode(arch)) == tuple(space.encode(space.canonical(arch)))
+    with pytest.raises(ValueError, match="does not fit"):
+        space.canonical_action([0, 0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(space_and_action())
+def test_the_representative_builds_the_same_network(case):
+    space, action = case
+    canonical = space.canonical_action(action)
+    assert space.canonical_action(canonical) == canonical
+    original = build_model(space, space.decode(action)).eval()
+    representative = build_model(space, space.decode(canonical)).eval()
+    # identity layers hold no tensors, and the other layers keep their order: the weights carry over one to one
+    weights = dict(zip(representative.state_dict(), original.state_dict().values(), strict=True))
+    representative.load_state_dict(weights)
+    x = torch.randn(2, *space.input_shape)
+    torch.testing.assert_close(representative(x), original(x))

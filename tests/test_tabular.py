@@ -76,6 +76,14 @@ def test_equivalence_classes_match_the_benchmark(macro):
     assert len(set(macro.table.canonical.values())) == 3969  # distinct records in NAS-Bench-Macro
 
 
+def test_the_spaces_equivalent_children_are_the_tables_shared_records(macro):
+    records: dict[tuple, set] = {}  # the space's representative -> the table records of the children it stands for
+    for key in macro.table.canonical:
+        representative = macro.space.canonical_action(macro.space.encode(macro_arch(key)))
+        records.setdefault(representative, set()).add(macro.table.canonical[key])
+    assert len(records) == 3969 and all(len(r) == 1 for r in records.values())
+
+
 def test_env_on_the_table_passes_sb3_check_and_rewards_accuracy(macro_preset, macro):
     env = ChildNetEnv(macro_preset, evaluator=macro)
     with warnings.catch_warnings():

@@ -18,6 +18,8 @@ evaluated is answered with its real reward. Only one-step episodes (``factorisat
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
@@ -36,8 +38,10 @@ class VirtualRollouts(VecEnvWrapper):
         min_r2: float = 0.3,
         min_children: int = 16,
         exploration: float = 0.0,
+        canonical: Callable[[np.ndarray], tuple[int, ...]] = tuple,
     ) -> None:
         super().__init__(venv)
+        self.canonical = canonical  # a virtual child's key among the real ones (the environment's info["action"])
         self.rollout_steps = rollout_steps * venv.num_envs  # environment steps per rollout, all environments
         self.virtual_rollouts, self.min_r2, self.min_children = virtual_rollouts, min_r2, min_children
         self.exploration = exploration
@@ -79,11 +83,11 @@ class VirtualRollouts(VecEnvWrapper):
         return result
 
     def _virtual_step(self, actions: np.ndarray) -> VecEnvStepReturn:
-        keys = [tuple(int(a) for a in row) for row in actions]
-        mean, std = self.model.predict_with_std(actions)
+        keys = [tuple(int(a) for a in self.canonical(row)) for row in actions]
+        mean, std = self.model.predict_with_std(np.array(keys))
         predicted = mean + self.exploration * std
         rewards = np.array([self.rewards.get(k, p) for k, p in zip(keys, predicted, strict=True)], np.float32)
-        infos = [{"action": row.copy(), "virtual": True} for row in actions]
+        infos = [{"action": np.array(key), "virtual": True} for key in keys]  # canonical, as the environment's
         return self._last_obs, rewards, np.ones(len(actions), bool), infos
 
     def _next_rollout(self) -> None:

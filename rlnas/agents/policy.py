@@ -16,12 +16,14 @@ again (up to :data:`MAX_REDRAWS` times), so a step evaluates a new child wheneve
 chance. A policy that has converged on a good child then proposes its likeliest unseen neighbours, one and two
 choices away, instead of repeating it: a local search around the policy's mode. The learner sees the child
 actually proposed and its log-probability under the policy; a repeat that gets through anyway is penalised by
-the reward shaping (:mod:`rlnas.agents.reward_shaping`). Measured on NAS-Bench-Macro: bench/ppo_redraw.py.
+the reward shaping (:mod:`rlnas.agents.reward_shaping`). With :attr:`BatchedMultiCategorical.canonical` set
+to the space's ``canonical_action``, a child that builds the same network as an evaluated one (equal up to
+identity layers) is drawn again too. Measured on NAS-Bench-Macro: bench/ppo_redraw.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import torch
 from stable_baselines3.common.distributions import MultiCategoricalDistribution
@@ -46,6 +48,7 @@ class BatchedMultiCategorical(MultiCategoricalDistribution):
         self.index = torch.where(self.valid, starts[:, None] + choice[None, :], 0)  # flat logit of each (dim, choice)
         self.log_probs = torch.empty(0, len(self.action_dims), width)
         self.exclude: Collection[tuple[int, ...]] = ()  # actions to draw again (the search's evaluated children)
+        self.canonical: Callable[[list[int]], tuple[int, ...]] = tuple  # the key of an action in ``exclude``
 
     @property
     def distribution(self) -> list[Categorical]:  # type: ignore[override]
@@ -67,9 +70,9 @@ class BatchedMultiCategorical(MultiCategoricalDistribution):
         batch, dims, width = self.log_probs.shape
         actions = torch.multinomial(self.log_probs.exp().reshape(-1, width), 1).reshape(batch, dims)
         for row, action in enumerate(actions.tolist()):
-            if tuple(action) in self.exclude:  # draw MAX_REDRAWS more at once; keep the first not excluded
+            if self.canonical(action) in self.exclude:  # draw MAX_REDRAWS more at once; keep the first not excluded
                 redraws = torch.multinomial(self.log_probs[row].exp(), MAX_REDRAWS, replacement=True).T.tolist()
-                fresh = next((a for a in redraws if tuple(a) not in self.exclude), None)
+                fresh = next((a for a in redraws if self.canonical(a) not in self.exclude), None)
                 if fresh is not None:
                     actions[row] = torch.tensor(fresh)
         return actions

@@ -47,7 +47,9 @@ class ChildNetEnv(gym.Env):
     Every evaluation is stored under its :func:`~rlnas.envs.evaluators.cache_key` (space fingerprint,
     architecture, evaluator settings); a child already in the store is not evaluated again: its metrics are
     reused, its reward recomputed for the current target, and ``info["cached"]`` is True. Environments sharing
-    one ``store_path`` (e.g. in subprocesses) share the cache and never evaluate one child twice.
+    one ``store_path`` (e.g. in subprocesses) share the cache and never evaluate one child twice. Children that
+    build the same network (equal up to identity layers, :meth:`~rlnas.space.SearchSpace.canonical_action`) are
+    one child: the step evaluates their representative, whose action ``info["action"]`` holds.
 
     ## Arguments
     ``preset``: an :class:`~rlnas.config.EnvPreset`, a preset name (``"fashion_mnist"``) or YAML path.
@@ -106,7 +108,8 @@ class ChildNetEnv(gym.Env):
         """Evaluate the child the action describes (or reuse its stored evaluation); the episode ends."""
         if self.store is None:
             raise RuntimeError("this environment was closed; make a new one")
-        arch = self.space.decode(action)
+        canonical = self.space.canonical_action(action)
+        arch = self.space.decode(canonical)
         key = cache_key(self.space.fingerprint, arch, self._settings)
         stored = self._stored_or_claimed(key)
         if stored == "exhausted":
@@ -117,7 +120,7 @@ class ChildNetEnv(gym.Env):
             terms = compute_reward(self.preset.reward, result.accuracy, result.latency_ms, result.flops, self.target_ms)
         else:
             terms = failure_terms(self.preset.reward, self.target_ms)
-        info = {**result.as_dict(), **terms.as_dict(), "action": [int(a) for a in np.asarray(action)], "key": key}
+        info = {**result.as_dict(), **terms.as_dict(), "action": list(canonical), "key": key}
         evaluation = stored["id"] if stored else self.store.add(info)
         info["store_id"] = evaluation
         info["cached"] = bool(stored)

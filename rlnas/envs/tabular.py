@@ -16,6 +16,8 @@ Equivalent keys: where the table stores *identical* records (every field equal) 
 layer of a stage, because they are one network), those keys are one record. Every key reports the smallest
 key of its group as ``record_key``, so the store and any cache see which children were the same network.
 ``table.merge_identical: false`` turns this off for tables too coarse to tell different networks apart.
+The environment evaluates each child as the representative of the networks it builds
+(:meth:`rlnas.space.SearchSpace.canonical_action`), so a table is read at representatives' keys only.
 """
 
 from __future__ import annotations
