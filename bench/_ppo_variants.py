@@ -61,4 +61,4 @@ def screen(
     title = (f"{args.seeds} seeds; budget = distinct children (at most {args.step_cap} steps each); optimum "
              f"{optimum:.3f}; changes relative to agents/ppo.yaml. Variants in headline order: "
              + "; ".join(f"variant{i} = {v}" for i, v in enumerate(variants)))  # fmt: skip
-    record(heading, table_text(rows, title, "PPO variant"), headlines)
+    record(heading, table_text(rows, title, "PPO variant", seeds=args.seeds), headlines)
