@@ -118,7 +118,7 @@ def test_parallel_envs_are_for_ppo(tmp_path, synthetic_table_preset):
 
 def test_children_that_build_the_same_network_share_one_evaluation(tmp_path, digits_preset, fake_evaluator):
     env = ChildNetEnv(digits_preset, evaluator=fake_evaluator, store_path=tmp_path / "s.sqlite")
-    identity = next(s.index for s in env.space.slots if s.c_in == s.c_out and s.stride == 1)
+    identity = next(s.index for s in env.space.slots if s.keeps_shape)
     arch = env.space.uniform("conv3x3", 0.5)
     ops, keeps = list(arch.ops), list(arch.keeps)
     ops[identity], keeps[identity] = "skip", 1.0

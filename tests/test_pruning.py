@@ -49,7 +49,7 @@ def expected_layout(space: SearchSpace, arch: Arch) -> tuple[list[dict[str, tupl
     c = space.config.stem_width
     layout = []
     for slot, op, keep in zip(space.slots, arch.ops, arch.keeps, strict=True):
-        shape_kept = slot.c_in == slot.c_out and slot.stride == 1
+        shape_kept = slot.keeps_shape
         if op.startswith("conv"):
             out = expected_count(slot.c_out, keep)
             layout.append({"conv": (c, out)})

@@ -23,6 +23,11 @@ class LayerSlot:
     c_out: int
     stride: int
 
+    @property
+    def keeps_shape(self) -> bool:
+        """Same width in and out and stride 1: ``skip`` is the identity here, and pooling needs no projection."""
+        return self.c_in == self.c_out and self.stride == 1
+
 
 @dataclass(frozen=True)
 class Arch:
@@ -73,6 +78,8 @@ class SearchSpace:
                 c_in = stage.width
         self.slots: tuple[LayerSlot, ...] = tuple(slots)
         self._identity_runs = self._runs_of_shape_keeping_slots()
+        if self._identity_runs:  # the representative's identity layer, for canonical_action
+            self._identity = (self.operators.index("skip"), self.keep_ratios.index(max(self.keep_ratios)))
 
     @property
     def num_layers(self) -> int:
@@ -115,11 +122,10 @@ class SearchSpace:
         a = self._checked(action)
         if not self._identity_runs:
             return tuple(a)
-        skip = self.operators.index("skip")
-        widest = self.keep_ratios.index(max(self.keep_ratios))
+        skip = self._identity[0]
         for run in self._identity_runs:
             layers = [(a[2 * i], a[2 * i + 1]) for i in run if a[2 * i] != skip]
-            layers += [(skip, widest)] * (len(run) - len(layers))
+            layers += [self._identity] * (len(run) - len(layers))
             for i, (op, keep) in zip(run, layers, strict=True):
                 a[2 * i], a[2 * i + 1] = op, keep
         return tuple(a)
@@ -142,7 +148,7 @@ class SearchSpace:
             return []
         runs: list[list[int]] = [[]]
         for slot in self.slots:
-            if slot.c_in == slot.c_out and slot.stride == 1:
+            if slot.keeps_shape:
                 runs[-1].append(slot.index)
             elif runs[-1]:
                 runs.append([])
