@@ -213,10 +213,10 @@ class EnvPreset:
 class PPOPreset:
     """PPO hyperparameters (stable-baselines3 names), tuned for short, expensive searches.
 
-    ``reward_transform``, ``repeated_children`` and ``rank_window`` (rank among the last this many first visits;
-    None: all) shape what the learner sees (:mod:`rlnas.agents.reward_shaping`); ``repeated_children: redraw``
-    also makes the policy draw again when it samples a child already evaluated (joint factorisation only,
-    :mod:`rlnas.agents.policy`).
+    ``reward_transform`` (``rank``, ``log_rank`` or ``none``), ``repeated_children`` and ``rank_window`` (rank
+    among the last this many first visits; None: all) shape what the learner sees
+    (:mod:`rlnas.agents.reward_shaping`); ``repeated_children: redraw`` also makes the policy draw again when it
+    samples a child already evaluated (joint factorisation only, :mod:`rlnas.agents.policy`).
     ``factorisation``: ``joint`` (one step per child, independent per-dimension choices) or ``sequential`` (one
     decision per step, :mod:`rlnas.agents.sequential`). ``n_steps`` and ``batch_size`` count children either way.
     ``ent_half_life``: the entropy coefficient halves every this many children (None: constant).
@@ -239,7 +239,7 @@ class PPOPreset:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     net_arch: tuple[int, ...] = ()
-    reward_transform: Literal["rank", "none"] = "rank"
+    reward_transform: Literal["rank", "log_rank", "none"] = "rank"
     repeated_children: Literal["neutral", "reward", "redraw"] = "neutral"
     rank_window: int | None = None
     factorisation: Literal["joint", "sequential"] = "joint"

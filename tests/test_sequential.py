@@ -23,8 +23,12 @@ from rlnas.store import EvaluationStore
 
 SEQUENTIAL = (
     "factorisation=sequential", "virtual_rollouts=0", "repeated_children=neutral", "net_arch=[16]", "n_steps=4",
-    "batch_size=4",
+    "batch_size=4", "reward_transform=rank",
 )  # fmt: skip
+# rank, not the shipped log_rank: on this 45-network table, log_rank's top-heavy utility settles a policy with
+# neutral repeats on children it has seen before 12 distinct ones in 4 of 10 seeds (rank: 1 of 10), and the
+# searches below need all 12. On NAS-Bench-Macro log_rank is the better sequential utility (seeds 40-79:
+# optimum at 100 children in 57% vs 35% of seeds).
 
 
 @pytest.mark.filterwarnings("ignore:.*different from the unwrapped version")  # a wrapper is what is checked here

@@ -179,6 +179,26 @@ def test_reward_shaping_ranks_first_visits_and_neutralises_repeats(synthetic_tab
     assert [raw_redraw.shape(b, 0.9), raw_redraw.shape(a, 0.5), raw_redraw.shape(b, 0.9)] == [0.9, 0.5, 0.5]
 
 
+def test_log_rank_rewards_the_top_children_most(synthetic_table_preset):
+    """``log_rank``: -log(1 - percentile); repeats get the median's (neutral) or the worst child's (redraw)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rlnas.agents.reward_shaping import RewardShaping
+    from rlnas.envs.child_net import ChildNetEnv
+
+    venv = DummyVecEnv([lambda: ChildNetEnv(synthetic_table_preset)])
+    shaping = RewardShaping(venv, "log_rank", "neutral")
+    rewards = [0.5, 0.6, 0.1, 0.9]
+    shaped = [shaping.shape(np.array([i, 0]), r) for i, r in enumerate(rewards)]
+    assert shaped == pytest.approx([np.log(2), np.log(4), -np.log(1 - 0.5 / 3), np.log(8)])  # best of n: log 2n
+    gaps = np.diff(sorted(shaped))
+    assert gaps[-1] > gaps[0]  # top-heavy: the step up to the best child is the largest
+    assert shaping.shape(np.array([0, 0]), 0.5) == pytest.approx(np.log(2))  # a repeat: the median child's
+    redraw = RewardShaping(venv, "log_rank", "redraw")
+    assert redraw.shape(np.array([0, 0]), 0.5) == pytest.approx(np.log(2))
+    assert redraw.shape(np.array([0, 0]), 0.5) == 0.0  # a repeat past the redraws: the worst child's
+
+
 def test_a_rank_window_ranks_among_the_latest_first_visits_only(synthetic_table_preset):
     """With ``rank_window``, old rewards drop out: a child beating its recent peers ranks high again."""
     from stable_baselines3.common.vec_env import DummyVecEnv

@@ -7,13 +7,21 @@ help: with advantage normalisation it cancels out (see BENCHMARKS.md, PPO settin
 preset's ``rank_window``) the percentile is among the last ``window`` first visits only, so late in a search a
 child is compared with its recent peers rather than with the poor children of the first rollouts.
 
+``log_rank``: ``-log(1 - percentile)``, minus the log of the fraction of children at least as good. A search is
+judged by the best child it finds, not the average one, so the learner should care most about the top: the
+best of n children earns about ``log(2n)``, the median one ``log 2``, the worst one 0. This is the log-rank
+utility of fitness shaping in evolution strategies (Wierstra et al., "Natural Evolution Strategies", JMLR
+2014) without its clip at the median (clipped, it did worse here). On NAS-Bench-Macro it pulls the policy
+towards its best children, so the redraws search their neighbourhood (bench/ppo_rank_utility.py).
+
 ``repeated_children: neutral``: a child the search has already evaluated teaches nothing new, so the learner
-gets 0 for it and it does not enter the rank history; the policy is pushed towards children it has not seen.
-``redraw`` goes further (:class:`rlnas.agents.policy.BatchedMultiCategorical` draws again while it samples a
-child in :attr:`RewardShaping.seen`), and a repeat that still gets through means the policy has collapsed onto
-children already seen: it earns the lowest rank (-0.5; without the rank transform, the lowest reward so far),
-which spreads the policy again. Left neutral, collapsed policies stalled constrained searches for thousands of
-steps.
+gets the median child's shaped reward for it (0 under ``rank`` and for raw rewards) and it does not enter the
+rank history; the policy is pushed towards children it has not seen. ``redraw`` goes further
+(:class:`rlnas.agents.policy.BatchedMultiCategorical` draws again while it samples a child in
+:attr:`RewardShaping.seen`), and a repeat that still gets through means the policy has collapsed onto
+children already seen: it earns the worst child's shaped reward (-0.5 under ``rank``, 0 under ``log_rank``,
+the lowest reward so far without a transform), which spreads the policy again. Left neutral, collapsed
+policies stalled constrained searches for thousands of steps.
 
 A virtual step (``info["virtual"]``, :mod:`rlnas.agents.dyna`) is shaped the same way against the real
 history but changes nothing: it is not recorded as seen and does not enter the rank history.
@@ -69,9 +77,9 @@ class RewardShaping(VecEnvWrapper):
         """The learner's reward for ``reward`` earned by ``action`` (``record``: a real evaluation, remembered)."""
         key = tuple(int(a) for a in np.ravel(action))
         if key in self.seen and self.repeated_children == "neutral":
-            return 0.0
+            return 0.0 if self.transform == "none" else self._utility(0.5)
         if key in self.seen and self.repeated_children == "redraw":
-            return -0.5 if self.transform == "rank" else min(self.history, default=reward)
+            return min(self.history, default=reward) if self.transform == "none" else self._utility(0.0)
         if record:
             self.seen.add(key)
             self.history.append(reward)
@@ -80,4 +88,8 @@ class RewardShaping(VecEnvWrapper):
         history = self.history if record else [*self.history, reward]
         reference = np.asarray(history[-self.window :] if self.window else history)
         lower, equal = np.sum(reference < reward), np.sum(reference == reward)
-        return float((lower + 0.5 * equal) / len(reference) - 0.5)
+        return self._utility((lower + 0.5 * equal) / len(reference))
+
+    def _utility(self, percentile: float) -> float:
+        """The learner's reward for a child better than ``percentile`` of the reference children."""
+        return float(percentile - 0.5 if self.transform == "rank" else -np.log(1 - percentile))
