@@ -193,7 +193,14 @@ def main() -> None:
                 title = f"**{setting}, budget = {what}** ({args.seeds} seeds; optimum {optimum:.3f}{limit}):"
                 sections.append(table_text(rows, title, seeds=args.seeds))
     headlines["seconds"] = round(time.time() - started, 1)
-    record("Search quality on NAS-Bench-Macro", "\n\n".join(sections), headlines)
+    record(
+        "search_quality",
+        "Search quality on NAS-Bench-Macro",
+        "PPO (shipped agents/ppo.yaml) vs regularized evolution vs random search on NAS-Bench-Macro's table, "
+        "by distinct children. Goal: PPO first at 50 children, optimum found by 100 in >= 90% of seeds.",
+        "\n\n".join(sections),
+        headlines,
+    )
 
 
 if __name__ == "__main__":

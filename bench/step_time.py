@@ -68,7 +68,14 @@ def main() -> None:
     table += "\n\n" + pruning_table
     for keep, values in ratios.items():
         headlines[f"latency_speedup_keep_{keep}"] = round(float(np.exp(np.mean(np.log(values)))), 2)
-    record("Step time of the default preset (bench/step_time.py)", table, headlines)
+    record(
+        "step_time",
+        "Step time of the default preset (bench/step_time.py)",
+        "One environment step of the default preset split into its phases, for small, middle and large "
+        "children.",
+        table,
+        headlines,
+    )
 
 
 def pruning_speedups(space, preset) -> tuple[str, dict[float, list[float]]]:
