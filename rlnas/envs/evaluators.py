@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -89,6 +91,18 @@ def child_seed(base_seed: int, arch: Arch) -> int:
     """A seed derived from the architecture, so the same child trains the same way in any run or process."""
     digest = hashlib.sha256(f"{base_seed}:{arch}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
+
+
+@contextmanager
+def child_rng(seed: int) -> Iterator[None]:
+    """Run one evaluation on torch's CPU RNG seeded with ``seed``, restoring the caller's state after it.
+
+    Building and pruning a child initialise layers from torch's global RNG; the controller samples from that
+    RNG too. Forked, an evaluation neither depends on nor moves the controller's random stream.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def space_for(preset: EnvPreset) -> SearchSpace:
@@ -180,7 +194,12 @@ def train_prune_finetune(
 
 
 class ScratchEvaluator:
-    """Train every child from scratch on the preset's budget, prune it for real, fine-tune, evaluate."""
+    """Train every child from scratch on the preset's budget, prune it for real, fine-tune, evaluate.
+
+    Each evaluation draws only from streams seeded by :func:`child_seed` (the preset's seed and the child), never
+    from the caller's global RNG: a child answered from the store instead of trained leaves the controller's
+    random stream exactly where a training would have, so a resumed search replays its steps.
+    """
 
     def __init__(self, preset: EnvPreset, device: str = "cpu", data: DataSplits | None = None) -> None:
         self.preset = preset
@@ -195,9 +214,12 @@ class ScratchEvaluator:
 
     def evaluate(self, arch: Arch) -> EvalResult:
         """Train, prune, fine-tune, evaluate and measure one child."""
+        seed = child_seed(self.preset.seed, arch)
+        with child_rng(seed):
+            return self._evaluate(arch, seed)
+
+    def _evaluate(self, arch: Arch, seed: int) -> EvalResult:
         cfg = self.preset
-        seed = child_seed(cfg.seed, arch)
-        torch.manual_seed(seed)
         model = build_model(self.space, arch)
         params_unpruned = count_params(model)
         try:

@@ -16,7 +16,15 @@ from pathlib import Path
 import torch
 
 from rlnas.config import EnvPreset
-from rlnas.envs.evaluators import EvalResult, checked_device, child_seed, measured_result, shared_settings, space_for
+from rlnas.envs.evaluators import (
+    EvalResult,
+    checked_device,
+    child_rng,
+    child_seed,
+    measured_result,
+    shared_settings,
+    space_for,
+)
 from rlnas.latency import count_params
 from rlnas.latency.source import latency_source
 from rlnas.pruning import prune_child
@@ -56,8 +64,12 @@ class SupernetEvaluator:
 
     def evaluate(self, arch: Arch) -> EvalResult:
         """Extract the pruned child with inherited weights, recalibrate BatchNorm, evaluate and measure it."""
+        seed = child_seed(self.preset.seed, arch)
+        with child_rng(seed):
+            return self._evaluate(arch, seed)
+
+    def _evaluate(self, arch: Arch, seed: int) -> EvalResult:
         s, cfg = self.preset.supernet, self.preset
-        seed = child_seed(cfg.seed, arch)
         clock = time.perf_counter()
         model = self.supernet.extract_unpruned(arch)
         params_unpruned = count_params(model)

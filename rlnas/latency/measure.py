@@ -37,7 +37,9 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], cfg: Latency
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("latency.device is cuda but no CUDA device is available; set latency.device: cpu")
     model = model.to(device).eval()
-    x = torch.randn(cfg.batch_size, *input_shape, device=device)
+    x = torch.randn(cfg.batch_size, *input_shape, generator=torch.Generator().manual_seed(0)).to(
+        device
+    )  # no global RNG
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = []
     with torch_threads(cfg.threads):
