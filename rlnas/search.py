@@ -235,7 +235,9 @@ def _run(
     try:
         if isinstance(agent_preset, PPOPreset):
             model = _search_with_ppo(make_env, agent_preset, settings, space, run_dir, store, logger, views, resume)
-            controller = Controller(model, space, env_preset.reward.latency_target, None, agent_preset.factorisation)
+            controller = Controller(
+                model.policy, space, env_preset.reward.latency_target, None, agent_preset.factorisation, model
+            )
         else:
             _search_with_strategy(make_env, agent_preset, settings, space, store, logger, views, resume)
         best = store.best(5)
@@ -363,7 +365,7 @@ def _init_from(model: PPO, policy_path: str | Path, space: SearchSpace, agent: P
             f"{agent.factorisation}: use the agent preset it was trained with"
         )
     try:
-        model.policy.load_state_dict(trained.model.policy.state_dict())
+        model.policy.load_state_dict(trained.policy.state_dict())
     except RuntimeError as err:
         raise ConfigError(
             f"--init-policy {policy_path}: its policy network does not fit this agent preset ({err}); use the agent "

@@ -32,7 +32,7 @@ def test_k_most_likely_matches_brute_force(seed):
 def saved_controller(tmp_path, digits_preset, fake_evaluator):
     env = ChildNetEnv(digits_preset, evaluator=fake_evaluator)
     model = make_ppo(load_agent_preset("ppo"), env)
-    Controller(model, env.space, env.reference_ms).save(tmp_path / "policy", digits_preset)
+    Controller(model.policy, env.space, env.reference_ms, model=model).save(tmp_path / "policy", digits_preset)
     return tmp_path
 
 
@@ -54,9 +54,23 @@ def test_controller_refuses_another_space(saved_controller, digits_preset):
 
 
 def test_missing_or_damaged_controller_gives_clear_errors(saved_controller, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"policy\.zip"):
+    with pytest.raises(FileNotFoundError, match=r"policy\.safetensors"):
         load_controller(tmp_path / "nowhere")
-    zip_path = saved_controller / "policy" / "policy.zip"
-    zip_path.write_bytes(zip_path.read_bytes()[:100])
+    weights = saved_controller / "policy" / "policy.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ConfigError, match="could not be loaded"):
         load_controller(saved_controller)
+    weights.unlink()
+    with pytest.raises(ConfigError, match="could not be loaded"):
+        load_controller(saved_controller)
+
+
+def test_a_reloaded_controller_has_the_saved_policy(saved_controller, digits_preset, fake_evaluator):
+    env = ChildNetEnv(digits_preset, evaluator=fake_evaluator)
+    model = make_ppo(load_agent_preset("ppo"), env)
+    saved = Controller(model.policy, env.space, env.reference_ms, model=model)
+    saved.save(saved_controller / "again", digits_preset)
+    loaded = load_controller(saved_controller / "again")
+    for p, q in zip(loaded.probabilities(), saved.probabilities(), strict=True):
+        np.testing.assert_array_equal(p, q)
+    assert loaded.model is None and (saved_controller / "again" / "policy.zip").is_file()  # for PPO.load users

@@ -126,7 +126,7 @@ def sequential_controller(synthetic_table_preset) -> Controller:
     with torch.no_grad():
         for param in model.policy.parameters():
             param.normal_(0, 1.5, generator=torch.Generator().manual_seed(param.numel()))
-    return Controller(model, env.unwrapped.space, None, factorisation="sequential")
+    return Controller(model.policy, env.unwrapped.space, None, factorisation="sequential", model=model)
 
 
 def test_top_k_of_an_autoregressive_policy_matches_brute_force(sequential_controller):

@@ -1,8 +1,9 @@
-"""The reusable controller: an SB3 policy plus the search space it was trained for.
+"""The reusable controller: a policy plus the search space it was trained for.
 
-On disk (``runs/NAME/policy/``): ``policy.zip`` (``PPO.save``) and ``controller.json`` (space declaration,
-fingerprint, observation layout, action-space factorisation, the environment preset it was trained on).
-Loading needs no environment and no data set.
+On disk (``runs/NAME/policy/``): ``policy.safetensors`` (the policy's tensors) and ``controller.json`` (space
+declaration, fingerprint, observation layout, action-space factorisation, the policy's shape, the environment
+preset it was trained on), read as data only (:mod:`rlnas.agents.policy_files`); a search also writes SB3's
+``policy.zip`` beside them for ``PPO.load`` users. Loading needs no environment and no data set.
 
 A ``joint`` policy gives independent per-dimension probabilities: the top-k is exact over their product. A
 ``sequential`` policy (:mod:`rlnas.agents.sequential`) decides one dimension after another: the top-k is a
@@ -21,16 +22,22 @@ from pathlib import Path
 import numpy as np
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.policies import ActorCriticPolicy
 
+from rlnas.agents.policy_files import (
+    CONTROLLER_FORMAT_VERSION,
+    META_FILE,
+    SB3_FILE,
+    WEIGHTS_FILE,
+    load_policy,
+    save_policy,
+)
 from rlnas.agents.sequential import SequentialLayout
 from rlnas.config import ConfigError, EnvPreset, to_dict
 from rlnas.envs.child_net import OBSERVATION_LAYOUT
 from rlnas.presets import resolve_trained, trained_controllers
 from rlnas.space import Arch, SearchSpace
 
-CONTROLLER_FORMAT_VERSION = 1
-POLICY_FILE = "policy.zip"
-META_FILE = "controller.json"
 MAX_EXPANSIONS = 20_000
 """Prefixes the sequential top-k search may expand before it continues as a beam search of width k."""
 
@@ -44,18 +51,23 @@ class Proposal:
 
 
 class Controller:
-    """Proposes architectures of :attr:`space` for a latency target."""
+    """Proposes architectures of :attr:`space` for a latency target.
+
+    ``model``: the PPO model that trained ``policy`` (a search's controller has it; a loaded one does not).
+    """
 
     def __init__(
         self,
-        model: PPO,
+        policy: ActorCriticPolicy,
         space: SearchSpace,
         reference_ms: float | None,
         meta: dict | None = None,
         factorisation: str = "joint",
+        model: PPO | None = None,
     ) -> None:
         if factorisation not in ("joint", "sequential"):
             raise ConfigError(f"factorisation: {factorisation!r} is not allowed; choose one of joint, sequential")
+        self.policy = policy
         self.model = model
         self.space = space
         self.reference_ms = reference_ms
@@ -99,9 +111,9 @@ class Controller:
 
     def _action_probs(self, obs: np.ndarray) -> list[list[np.ndarray]]:
         """For each observation row, the policy's probabilities per action dimension."""
-        obs_tensor, _ = self.model.policy.obs_to_tensor(obs)
+        obs_tensor, _ = self.policy.obs_to_tensor(obs)
         with torch.no_grad():
-            dist = self.model.policy.get_distribution(obs_tensor)
+            dist = self.policy.get_distribution(obs_tensor)
         parts = dist.distribution if isinstance(dist.distribution, list) else [dist.distribution]
         probs = [d.probs.cpu().numpy().astype(np.float64) for d in parts]
         return [[p[row] for p in probs] for row in range(len(obs))]
@@ -122,16 +134,19 @@ class Controller:
             )
 
     def save(self, directory: str | Path, preset: EnvPreset | None = None, extra: dict | None = None) -> Path:
-        """Write ``policy.zip`` and ``controller.json`` into ``directory``; return it."""
+        """Write ``policy.safetensors`` and ``controller.json`` (and, with a model, SB3's ``policy.zip``) into
+        ``directory``; return it."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save(directory / POLICY_FILE)
+        if self.model is not None:
+            self.model.save(directory / SB3_FILE)
         meta = {
             "format_version": CONTROLLER_FORMAT_VERSION,
             "space": self.space.declaration(),
             "fingerprint": self.space.fingerprint,
             "observation": {"layout": list(OBSERVATION_LAYOUT), "reference_ms": self.reference_ms},
             "factorisation": self.factorisation,
+            "policy": save_policy(self.policy, directory),
             "env_preset": to_dict(preset) if preset is not None else self.meta.get("env_preset"),
             **(extra or {}),
         }
@@ -141,34 +156,54 @@ class Controller:
 
 
 def load_controller(path: str | Path, space: SearchSpace | None = None) -> Controller:
-    """Load a controller from a run folder, its ``policy/`` folder, ``policy.zip``, or the bare name of a shipped
-    one (``agents/trained/<name>``, e.g. ``nas_bench_macro__ppo``).
+    """Load a controller from a run folder, its ``policy/`` folder, a file in it, or the bare name of a shipped
+    one (``agents/trained/<name>``, e.g. ``nas_bench_macro__ppo``). Reads data only: no file is unpickled.
 
     With ``space``, refuse a controller trained for another search space.
     """
     path = resolve_trained(path)
     candidates = [path / "policy", path] if path.is_dir() else [path.parent]
-    folder = next((c for c in candidates if (c / META_FILE).is_file() and (c / POLICY_FILE).is_file()), None)
+    folder = next((c for c in candidates if (c / META_FILE).is_file()), None)
     if folder is None:
         raise FileNotFoundError(
-            f"no controller at {path}: expected {POLICY_FILE} and {META_FILE} in it or in its policy/ folder "
+            f"no controller at {path}: expected {META_FILE} and {WEIGHTS_FILE} in it or in its policy/ folder "
             f"(written by `rlnas search`), or the name of a shipped one ({', '.join(trained_controllers())})"
         )
-    meta = json.loads((folder / META_FILE).read_text())
-    if meta.get("format_version") != CONTROLLER_FORMAT_VERSION:
-        raise ConfigError(f"{folder / META_FILE}: controller format {meta.get('format_version')!r} is not supported")
-    stored_space = SearchSpace.from_declaration(meta["space"])
-    if stored_space.fingerprint != meta["fingerprint"]:
-        raise ConfigError(f"{folder / META_FILE}: the stored space does not match its fingerprint (edited by hand?)")
+    meta = _read_meta(folder / META_FILE)
     try:
-        model = PPO.load(folder / POLICY_FILE, device="cpu")
-    except Exception as err:  # SB3 raises several kinds for a damaged zip
-        raise ConfigError(f"{folder / POLICY_FILE} could not be loaded ({type(err).__name__}: {err})") from err
+        stored_space = SearchSpace.from_declaration(meta["space"])
+        fingerprint, reference_ms = meta["fingerprint"], meta["observation"]["reference_ms"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(
+            f"{folder / META_FILE} is not a controller description ({type(err).__name__}: {err})"
+        ) from err
+    if stored_space.fingerprint != fingerprint:
+        raise ConfigError(f"{folder / META_FILE}: the stored space does not match its fingerprint (edited by hand?)")
     factorisation = meta.get("factorisation", "joint")  # controllers saved before the key existed are joint
-    controller = Controller(model, stored_space, meta["observation"]["reference_ms"], meta, factorisation)
+    policy = load_policy(folder, meta.get("policy"), stored_space, factorisation)
+    controller = Controller(policy, stored_space, reference_ms, meta, factorisation)
     if space is not None:
         controller.check_space(space)
     return controller
+
+
+def _read_meta(file: Path) -> dict:
+    try:
+        meta = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{file} could not be read as JSON ({type(err).__name__}: {err})") from err
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version == 1:
+        raise ConfigError(
+            f"{file.parent} was written by an older rlnas, as {SB3_FILE} only, which loads by unpickling (it can "
+            "run code): if you trust its source, convert it once with "
+            f"`python -m rlnas.agents.policy_files {file.parent}`"
+        )
+    if version != CONTROLLER_FORMAT_VERSION:
+        raise ConfigError(
+            f"{file}: controller format {version!r} is not supported (expected {CONTROLLER_FORMAT_VERSION})"
+        )
+    return meta
 
 
 def _k_most_likely(logp: list[np.ndarray], k: int) -> list[list[int]]:

@@ -40,6 +40,13 @@ class SequentialLayout:
         """Decisions (environment steps) per child."""
         return len(self.dims)
 
+    def spaces(self, base: spaces.Box) -> tuple[spaces.Box, spaces.Discrete]:
+        """The policy's observation and action spaces, given the wrapped env's observation space ``base``."""
+        prefix = self.prefix_size
+        low = np.concatenate([np.zeros(prefix, dtype=np.float32), np.asarray(base.low, dtype=np.float32).ravel()])
+        high = np.concatenate([np.ones(prefix, dtype=np.float32), np.asarray(base.high, dtype=np.float32).ravel()])
+        return spaces.Box(low, high, dtype=np.float32), spaces.Discrete(self.n_actions)
+
     def choice(self, position: int, action: int) -> int:
         """The choice the policy's ``action`` means at decision ``position``."""
         return int(action) % self.choices[position]
@@ -95,14 +102,9 @@ class SequentialDesign(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if not isinstance(env.action_space, spaces.MultiDiscrete):
             raise TypeError(f"SequentialDesign needs a MultiDiscrete action space, not {env.action_space}")
         self.layout = SequentialLayout(env.action_space.nvec)
-        base = env.observation_space
-        prefix = self.layout.prefix_size
-        low = np.concatenate([np.zeros(prefix, dtype=np.float32), np.asarray(base.low, dtype=np.float32).ravel()])
-        high = np.concatenate([np.ones(prefix, dtype=np.float32), np.asarray(base.high, dtype=np.float32).ravel()])
-        self.observation_space = spaces.Box(low, high, dtype=np.float32)
-        self.action_space = spaces.Discrete(self.layout.n_actions)
+        self.observation_space, self.action_space = self.layout.spaces(env.observation_space)
         self._decisions: list[int] = []
-        self._base_obs = np.zeros(base.shape, dtype=np.float32)
+        self._base_obs = np.zeros(env.observation_space.shape, dtype=np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Reset the wrapped env; no decision made yet."""

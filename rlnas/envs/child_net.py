@@ -14,6 +14,7 @@ from gymnasium import spaces
 from rlnas.config import EnvPreset, load_env_preset
 from rlnas.envs.evaluators import EvalResult, Evaluator, cache_key, evaluator_settings, make_evaluator
 from rlnas.envs.reward import compute_reward, failure_terms
+from rlnas.space import SearchSpace
 from rlnas.store import EvaluationStore
 
 ENV_ID = "rlnas/ChildNet-v0"
@@ -94,8 +95,7 @@ class ChildNetEnv(gym.Env):
             "max_evaluations": max_evaluations,
         }
         self.spec = dataclasses.replace(gym.spec(ENV_ID), kwargs=built_with)
-        self.action_space = spaces.MultiDiscrete(self.space.nvec)
-        self.observation_space = spaces.Box(0.0, MAX_TARGET_RATIO, shape=(1,), dtype=np.float32)
+        self.observation_space, self.action_space = child_spaces(self.space)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an episode; ``options={"target_latency_ms": x}`` changes the latency target."""
@@ -152,6 +152,11 @@ class ChildNetEnv(gym.Env):
     def _observation(self) -> np.ndarray:
         ratio = 1.0 if self.reference_ms is None else self.target_ms / self.reference_ms
         return np.array([ratio], dtype=np.float32)
+
+
+def child_spaces(space: SearchSpace) -> tuple[spaces.Box, spaces.MultiDiscrete]:
+    """The environment's observation and action spaces for ``space`` (also what a saved policy is rebuilt for)."""
+    return spaces.Box(0.0, MAX_TARGET_RATIO, shape=(1,), dtype=np.float32), spaces.MultiDiscrete(space.nvec)
 
 
 def checked_target(preset: EnvPreset, target_ms: float) -> float:
