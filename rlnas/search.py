@@ -24,6 +24,7 @@ import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import rlnas
@@ -36,7 +37,7 @@ from rlnas.agents.callbacks import (
     VirtualRolloutLog,
     log_hparams,
 )
-from rlnas.agents.checkpoints import CheckpointCallback, checkpoints, load_checkpoint
+from rlnas.agents.checkpoints import CheckpointCallback, PolicyWriter, checkpoints, load_checkpoint, read_state
 from rlnas.agents.controller import Controller, load_controller
 from rlnas.agents.dyna import VirtualRollouts
 from rlnas.agents.ppo import make_ppo
@@ -54,6 +55,7 @@ from rlnas.config import (
 from rlnas.envs.child_net import ChildNetEnv, checked_target
 from rlnas.envs.evaluators import Evaluator, make_evaluator, space_for
 from rlnas.envs.supernet_evaluator import supernet_for_run
+from rlnas.run_lock import run_lock
 from rlnas.space import SearchSpace
 from rlnas.store import EvaluationStore
 
@@ -142,7 +144,8 @@ def run_search(
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
     if command:
         (run_dir / "command.txt").write_text(command + "\n")
-    return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=False)
+    with run_lock(run_dir):
+        return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=False)
 
 
 def read_run_config(run_dir: str | Path) -> dict:
@@ -162,10 +165,16 @@ def resume_search(
     """Continue a search that stopped (killed, crashed or interrupted) from its run folder.
 
     PPO restarts from the last checkpoint; the steps after it are proposed again and answered from the store,
-    so no child is evaluated twice and the run ends with the planned number of evaluations.
+    so no child is evaluated twice and the run ends with the planned number of evaluations. Refused while
+    another process holds the run, and when the store lost what the last checkpoint or the summary recorded.
     """
     run_dir = Path(run_dir)
     resolved = read_run_config(run_dir)
+    with run_lock(run_dir):
+        return _resume(run_dir, resolved, progress_bar, evaluator)
+
+
+def _resume(run_dir: Path, resolved: dict, progress_bar: bool, evaluator: Evaluator | None) -> SearchResult:
     settings = resolved.get("search", {})
     if settings.get("rlnas_version") != rlnas.__version__:
         raise ConfigError(
@@ -179,9 +188,42 @@ def resume_search(
             f"{run_dir} searched space {settings['space_fingerprint']}, but its preset now makes space "
             f"{space.fingerprint} (the search space code changed?): start a new search"
         )
+    _check_store(run_dir)
     if _finished(run_dir, settings):
         return _result(run_dir, agent_preset)
     return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=True)
+
+
+def _check_store(run_dir: Path) -> None:
+    """Refuse to resume from a store that lost what the last checkpoint (or a finished run's summary) recorded."""
+    latest = checkpoints(run_dir / CHECKPOINT_DIR)[-1:]
+    summary_file = run_dir / "summary.json"
+    if latest:
+        source, recorded = f"checkpoint {latest[0]}", read_state(latest[0])["store"]
+    elif summary_file.is_file():
+        summary = json.loads(summary_file.read_text())
+        source, recorded = (
+            str(summary_file),
+            {"evaluations": summary.get("evaluated", 0), "steps": summary.get("steps", 0)},
+        )
+    else:
+        return  # stopped before its first checkpoint: nothing recorded to check against
+    store_file = run_dir / STORE_FILE
+    if not store_file.is_file() or store_file.stat().st_size == 0:
+        lost = "the store file is missing or empty"
+    else:
+        store = EvaluationStore(store_file)
+        try:
+            lost = store.missing(recorded)
+        finally:
+            store.close()
+    if lost:
+        policy = latest[0] if latest else run_dir / "policy"
+        raise ConfigError(
+            f"{store_file} does not hold what {source} recorded: {lost}. Resuming would redo or drop that work "
+            f"silently: restore the store (with its -wal file) if you can, or start a new search from this run's "
+            f"policy with the same presets (`rlnas search ... --init-policy {policy}`)"
+        )
 
 
 def _finished(run_dir: Path, settings: dict) -> bool:
@@ -234,10 +276,18 @@ def _run(
     controller = None
     try:
         if isinstance(agent_preset, PPOPreset):
-            model = _search_with_ppo(make_env, agent_preset, settings, space, run_dir, store, logger, views, resume)
-            controller = Controller(
-                model.policy, space, env_preset.reward.latency_target, None, agent_preset.factorisation, model
+            describe = functools.partial(
+                Controller, space=space, reference_ms=env_preset.reward.latency_target,
+                factorisation=agent_preset.factorisation,
+            )  # fmt: skip
+
+            def write_policy(policy: BasePolicy, folder: Path) -> None:
+                describe(policy).save(folder, env_preset)
+
+            model = _search_with_ppo(
+                make_env, agent_preset, settings, space, run_dir, store, logger, views, resume, write_policy
             )
+            controller = describe(model.policy, model=model)
         else:
             _search_with_strategy(make_env, agent_preset, settings, space, store, logger, views, resume)
         best = store.best(5)
@@ -304,6 +354,7 @@ def _search_with_ppo(
     logger: Logger,
     views: dict,
     resume: bool,
+    write_policy: PolicyWriter,
 ) -> PPO:
     n_envs = settings["n_envs"]
     sequential = agent.factorisation == "sequential"
@@ -325,12 +376,12 @@ def _search_with_ppo(
         base, agent.reward_transform, agent.repeated_children, agent.rank_window
     )
     latest = checkpoints(run_dir / CHECKPOINT_DIR)[-1:] if resume else []
+    model = make_ppo(agent, vec_env, settings["seed"], steps_per_child)
     if latest:
-        model, state = load_checkpoint(latest[0], vec_env, learner_state)
-        store.truncate_steps(state["store_steps"])
+        state = load_checkpoint(latest[0], model, learner_state)
+        store.truncate_steps(state["store"]["steps"])
     else:
         store.truncate_steps(0)
-        model = make_ppo(agent, vec_env, settings["seed"], steps_per_child)
         if settings.get("init_policy"):
             _init_from(model, settings["init_policy"], space, agent)
     if agent.repeated_children == "redraw":
@@ -341,7 +392,7 @@ def _search_with_ppo(
         ChildLoggingCallback(
             settings["evaluations"], settings["max_steps"], resumed=_resumed(store) if resume else None, **views
         ),
-        CheckpointCallback(run_dir / CHECKPOINT_DIR, agent.n_steps * n_envs, learner_state, store),
+        CheckpointCallback(run_dir / CHECKPOINT_DIR, agent.n_steps * n_envs, learner_state, store, write_policy),
     ]
     if "virtual" in learner_state:
         callbacks.append(VirtualRolloutLog(learner_state["virtual"]))

@@ -168,6 +168,39 @@ class EvaluationStore:
     def _count(db: sqlite3.Connection) -> int:
         return int(db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0])
 
+    def extent(self) -> dict[str, Any]:
+        """What the store holds now: step and evaluation counts, their last ids, the last evaluation's key
+        (a checkpoint records it; :meth:`missing` compares the store with it on resume)."""
+        steps, last_step, evaluations, last_evaluation = self._db.execute(
+            "SELECT (SELECT COUNT(*) FROM steps), (SELECT MAX(id) FROM steps), "
+            "(SELECT COUNT(*) FROM evaluations), (SELECT MAX(id) FROM evaluations)"
+        ).fetchone()
+        return {
+            "steps": steps, "last_step": last_step or 0, "evaluations": evaluations,
+            "last_evaluation": last_evaluation or 0, "last_key": self._key(last_evaluation),
+        }  # fmt: skip
+
+    def missing(self, extent: dict[str, Any]) -> str | None:
+        """What of ``extent`` (an earlier :meth:`extent` of this store, or just some of its counts) the store no
+        longer holds, or None when it holds all of it and passes SQLite's integrity check."""
+        problems = [r[0] for r in self._db.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
+        if problems:
+            return f"SQLite's integrity check fails ({'; '.join(problems[:3])})"
+        lost = []
+        for table, count, last in (("evaluations", "evaluations", "last_evaluation"), ("steps", "steps", "last_step")):
+            if count in extent:
+                up_to = extent.get(last, 2**62)  # the rows it held had ids up to this one
+                held = self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE id <= ?", (up_to,)).fetchone()[0]
+                if held < extent[count]:
+                    lost.append(f"{extent[count] - held} of the {extent[count]} {table}")
+        if not lost and "last_key" in extent and extent["last_key"] != self._key(extent["last_evaluation"]):
+            lost.append(f"evaluation {extent['last_evaluation']} (it holds another child under that id)")
+        return f"it lost {' and '.join(lost)}" if lost else None
+
+    def _key(self, evaluation: int | None) -> str | None:
+        row = self._db.execute("SELECT key FROM evaluations WHERE id = ?", (evaluation,)).fetchone()
+        return None if row is None else str(row[0])
+
     def set_meta(self, key: str, value: str) -> None:
         """Remember a run-level fact (e.g. the space fingerprint)."""
         with self._transaction() as db:

@@ -93,11 +93,12 @@ def test_a_finished_search_resumes_to_itself(tmp_path, synthetic_table_preset):
     assert again.evaluations == 12 and history(result.run_dir) == before
 
 
-def test_a_damaged_checkpoint_is_named_and_the_store_stays_readable(crashed_run):
+@pytest.mark.parametrize("damaged", ["state.pt", "policy.safetensors"])
+def test_a_damaged_checkpoint_is_named_and_the_store_stays_readable(crashed_run, damaged):
     run_dir, space = crashed_run
     latest = sorted((run_dir / "checkpoints").glob("step_*"))[-1]
-    model = latest / "model.zip"
-    model.write_bytes(model.read_bytes()[:100])
+    file = latest / damaged
+    file.write_bytes(file.read_bytes()[:100])
     with pytest.raises(ConfigError, match=f"checkpoint {latest} is damaged.*remove"):
         resume_search(run_dir, evaluator=FakeEvaluator(space), progress_bar=False)
     assert len(history(run_dir)[0]) == 9
