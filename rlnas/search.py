@@ -3,7 +3,8 @@
 ``runs/NAME/`` holds ``config.yaml`` (resolved presets and settings), ``command.txt``, TensorBoard events and
 ``progress.csv`` (SB3's logger), ``evaluations.sqlite`` (every child, committed before its reward is used; also
 the run's evaluation cache), ``checkpoints/`` (PPO, for ``--resume``), ``policy/`` (the reusable controller, PPO
-only) and ``summary.json`` / ``summary.md`` (the best children).
+only), ``summary.json`` / ``summary.md`` (the best children) and ``run.lock`` (held by the one process that
+runs or resumes the search, :mod:`rlnas.run_lock`). What is safe to take from others: docs/trust.md.
 
 The budget is ``evaluations`` distinct children: a child the store already holds is answered from it at no cost
 (a cache hit) and does not count. ``max_steps`` (default ten times the budget) bounds the steps, hits included,
@@ -21,28 +22,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from stable_baselines3 import PPO
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import rlnas
 from rlnas.agents.baselines import make_strategy, run_strategy
 from rlnas.agents.callbacks import (
     PLOT_EVERY,
     ChildLogger,
-    ChildLoggingCallback,
-    EntropySchedule,
-    VirtualRolloutLog,
     log_hparams,
 )
-from rlnas.agents.checkpoints import CheckpointCallback, PolicyWriter, checkpoints, load_checkpoint, read_state
+from rlnas.agents.checkpoints import check_store
 from rlnas.agents.controller import Controller, load_controller
-from rlnas.agents.dyna import VirtualRollouts
-from rlnas.agents.ppo import make_ppo
-from rlnas.agents.reward_shaping import RewardShaping
-from rlnas.agents.sequential import SequentialDesign, SequentialLayout
+from rlnas.agents.ppo_search import search_with_ppo
+from rlnas.agents.sequential import SequentialDesign
 from rlnas.config import (
     AgentPreset,
     ConfigError,
@@ -188,42 +182,10 @@ def _resume(run_dir: Path, resolved: dict, progress_bar: bool, evaluator: Evalua
             f"{run_dir} searched space {settings['space_fingerprint']}, but its preset now makes space "
             f"{space.fingerprint} (the search space code changed?): start a new search"
         )
-    _check_store(run_dir)
+    check_store(run_dir / STORE_FILE, run_dir / CHECKPOINT_DIR, run_dir / "summary.json")
     if _finished(run_dir, settings):
         return _result(run_dir, agent_preset)
     return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=True)
-
-
-def _check_store(run_dir: Path) -> None:
-    """Refuse to resume from a store that lost what the last checkpoint (or a finished run's summary) recorded."""
-    latest = checkpoints(run_dir / CHECKPOINT_DIR)[-1:]
-    summary_file = run_dir / "summary.json"
-    if latest:
-        source, recorded = f"checkpoint {latest[0]}", read_state(latest[0])["store"]
-    elif summary_file.is_file():
-        summary = json.loads(summary_file.read_text())
-        source, recorded = (
-            str(summary_file),
-            {"evaluations": summary.get("evaluated", 0), "steps": summary.get("steps", 0)},
-        )
-    else:
-        return  # stopped before its first checkpoint: nothing recorded to check against
-    store_file = run_dir / STORE_FILE
-    if not store_file.is_file() or store_file.stat().st_size == 0:
-        lost = "the store file is missing or empty"
-    else:
-        store = EvaluationStore(store_file)
-        try:
-            lost = store.missing(recorded)
-        finally:
-            store.close()
-    if lost:
-        policy = latest[0] if latest else run_dir / "policy"
-        raise ConfigError(
-            f"{store_file} does not hold what {source} recorded: {lost}. Resuming would redo or drop that work "
-            f"silently: restore the store (with its -wal file) if you can, or start a new search from this run's "
-            f"policy with the same presets (`rlnas search ... --init-policy {policy}`)"
-        )
 
 
 def _finished(run_dir: Path, settings: dict) -> bool:
@@ -284,9 +246,10 @@ def _run(
             def write_policy(policy: BasePolicy, folder: Path) -> None:
                 describe(policy).save(folder, env_preset)
 
-            model = _search_with_ppo(
-                make_env, agent_preset, settings, space, run_dir, store, logger, views, resume, write_policy
-            )
+            model = search_with_ppo(
+                make_env, agent_preset, settings, space, run_dir / CHECKPOINT_DIR, store, logger, views, resume,
+                write_policy,
+            )  # fmt: skip
             controller = describe(model.policy, model=model)
         else:
             _search_with_strategy(make_env, agent_preset, settings, space, store, logger, views, resume)
@@ -336,92 +299,6 @@ def _logger(run_dir: Path, resume: bool) -> Logger:
     if resume:
         csv_name = f"progress.resumed-{len(list(run_dir.glob('progress.resumed-*.csv'))) + 1}.csv"
     return Logger(str(run_dir), [TensorBoardOutputFormat(str(run_dir)), CSVOutputFormat(str(run_dir / csv_name))])
-
-
-def _resumed(store: EvaluationStore) -> dict:
-    """What the child logger of a resumed search starts from: the steps kept, their cache hits, every child."""
-    steps = store.steps()
-    return {"steps": len(steps), "cache_hits": sum(s["cached"] for s in steps), "children": store.records()}
-
-
-def _search_with_ppo(
-    make_env: functools.partial,
-    agent: PPOPreset,
-    settings: dict,
-    space: SearchSpace,
-    run_dir: Path,
-    store: EvaluationStore,
-    logger: Logger,
-    views: dict,
-    resume: bool,
-    write_policy: PolicyWriter,
-) -> PPO:
-    n_envs = settings["n_envs"]
-    sequential = agent.factorisation == "sequential"
-    steps_per_child = SequentialLayout(space.nvec).steps if sequential else 1  # environment steps per child
-    factories = [functools.partial(make_env, sequential=sequential)] * n_envs
-    base = SubprocVecEnv(factories) if n_envs > 1 else DummyVecEnv(factories)
-    learner_state = {}  # wrappers whose statistics a checkpoint keeps
-    if agent.virtual_rollouts:
-        base = learner_state["virtual"] = VirtualRollouts(
-            base,
-            agent.n_steps,
-            agent.virtual_rollouts,
-            agent.surrogate_min_r2,
-            agent.surrogate_min_children,
-            agent.surrogate_exploration,
-            space.canonical_action,
-        )
-    vec_env = learner_state["shaping"] = RewardShaping(
-        base, agent.reward_transform, agent.repeated_children, agent.rank_window
-    )
-    latest = checkpoints(run_dir / CHECKPOINT_DIR)[-1:] if resume else []
-    model = make_ppo(agent, vec_env, settings["seed"], steps_per_child)
-    if latest:
-        state = load_checkpoint(latest[0], model, learner_state)
-        store.truncate_steps(state["store"]["steps"])
-    else:
-        store.truncate_steps(0)
-        if settings.get("init_policy"):
-            _init_from(model, settings["init_policy"], space, agent)
-    if agent.repeated_children == "redraw":
-        model.policy.action_dist.exclude = vec_env.seen  # the shaping's set of evaluated children, kept up to date
-        model.policy.action_dist.canonical = space.canonical_action  # as the environment reports their actions
-    model.set_logger(logger)
-    callbacks = [
-        ChildLoggingCallback(
-            settings["evaluations"], settings["max_steps"], resumed=_resumed(store) if resume else None, **views
-        ),
-        CheckpointCallback(run_dir / CHECKPOINT_DIR, agent.n_steps * n_envs, learner_state, store, write_policy),
-    ]
-    if "virtual" in learner_state:
-        callbacks.append(VirtualRolloutLog(learner_state["virtual"]))
-    if agent.ent_half_life is not None:
-        evaluated = sum(not s["cached"] for s in store.steps())  # by the checkpoint's time, when resuming
-        callbacks.append(EntropySchedule(agent.ent_coef, agent.ent_half_life, evaluated))
-    # Virtual steps count as SB3 timesteps but not towards max_steps (the callback counts real steps).
-    remaining = settings["max_steps"] * steps_per_child * (1 + agent.virtual_rollouts) - model.num_timesteps
-    if remaining > 0 and len(store) < settings["evaluations"]:
-        model.learn(total_timesteps=remaining, callback=callbacks, reset_num_timesteps=not latest)
-    vec_env.close()
-    return model
-
-
-def _init_from(model: PPO, policy_path: str | Path, space: SearchSpace, agent: PPOPreset) -> None:
-    """Start ``model`` from a trained controller's policy weights (same space, factorisation and policy shape)."""
-    trained = load_controller(policy_path, space=space)
-    if trained.factorisation != agent.factorisation:
-        raise ConfigError(
-            f"--init-policy {policy_path} is a {trained.factorisation} controller; this agent preset is "
-            f"{agent.factorisation}: use the agent preset it was trained with"
-        )
-    try:
-        model.policy.load_state_dict(trained.policy.state_dict())
-    except RuntimeError as err:
-        raise ConfigError(
-            f"--init-policy {policy_path}: its policy network does not fit this agent preset ({err}); use the agent "
-            "preset it was trained with (net_arch)"
-        ) from err
 
 
 def _search_with_strategy(

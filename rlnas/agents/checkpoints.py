@@ -17,6 +17,7 @@ exactly as it would have.
 
 from __future__ import annotations
 
+import json
 import pickle
 import random
 import shutil
@@ -165,3 +166,35 @@ def load_checkpoint(folder: Path, model: PPO, wrappers: Mapping[str, Stateful]) 
         raise ConfigError(f"checkpoint {folder} is damaged ({type(err).__name__}: {err}): {_fix(folder)}") from err
     model.num_timesteps, model._n_updates = int(state["num_timesteps"]), int(state["n_updates"])
     return state
+
+
+def check_store(store_file: Path, checkpoint_dir: Path, summary_file: Path) -> None:
+    """Refuse (:class:`~rlnas.config.ConfigError`) to resume a run whose store lost what its last checkpoint,
+    or for a finished run its summary, recorded; or that fails SQLite's integrity check."""
+    latest = checkpoints(checkpoint_dir)[-1:]
+    if latest:
+        source, recorded = f"checkpoint {latest[0]}", read_state(latest[0])["store"]
+    elif summary_file.is_file():
+        try:
+            summary = json.loads(summary_file.read_text())
+            recorded = {"evaluations": int(summary.get("evaluated", 0)), "steps": int(summary.get("steps", 0))}
+        except (ValueError, TypeError, AttributeError) as err:
+            raise ConfigError(f"{summary_file} is damaged ({err}): remove it to resume the run") from err
+        source = str(summary_file)
+    else:
+        return  # stopped before its first checkpoint: nothing was recorded to check against
+    if not store_file.is_file() or store_file.stat().st_size == 0:
+        lost = "the store file is missing or empty"
+    else:
+        store = EvaluationStore(store_file)
+        try:
+            lost = store.missing(recorded)
+        finally:
+            store.close()
+    if lost:
+        policy = latest[0] if latest else summary_file.parent / "policy"
+        restart = f"from this run's policy (`--init-policy {policy}`)" if policy.is_dir() else "with the same presets"
+        raise ConfigError(
+            f"{store_file} does not hold what {source} recorded: {lost}. Resuming would redo or drop that work "
+            f"silently: restore the store (with its -wal file) if you can, or start a new search {restart}"
+        )

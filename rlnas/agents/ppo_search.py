@@ -1,0 +1,113 @@
+"""The PPO search loop: vectorised environments, the learner's wrappers, checkpoints and resume."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+from rlnas.agents.callbacks import ChildLoggingCallback, EntropySchedule, VirtualRolloutLog
+from rlnas.agents.checkpoints import CheckpointCallback, PolicyWriter, checkpoints, load_checkpoint
+from rlnas.agents.controller import load_controller
+from rlnas.agents.dyna import VirtualRollouts
+from rlnas.agents.ppo import make_ppo
+from rlnas.agents.reward_shaping import RewardShaping
+from rlnas.agents.sequential import SequentialLayout
+from rlnas.config import ConfigError, PPOPreset
+from rlnas.space import SearchSpace
+from rlnas.store import EvaluationStore
+
+
+def _resumed(store: EvaluationStore) -> dict:
+    """What the child logger of a resumed search starts from: the steps kept, their cache hits, every child."""
+    steps = store.steps()
+    return {"steps": len(steps), "cache_hits": sum(s["cached"] for s in steps), "children": store.records()}
+
+
+def search_with_ppo(
+    make_env: functools.partial,
+    agent: PPOPreset,
+    settings: dict,
+    space: SearchSpace,
+    checkpoint_dir: Path,
+    store: EvaluationStore,
+    logger: Logger,
+    views: dict,
+    resume: bool,
+    write_policy: PolicyWriter,
+) -> PPO:
+    """Search with PPO until the budget is spent; return the trained model.
+
+    ``make_env`` builds one environment (``sequential=True`` for that factorisation); with ``resume``, the model,
+    its optimiser, random-number states and wrapper statistics come from the last checkpoint in
+    ``checkpoint_dir`` and the store's steps after it are taken again (as cache hits).
+    """
+    n_envs = settings["n_envs"]
+    sequential = agent.factorisation == "sequential"
+    steps_per_child = SequentialLayout(space.nvec).steps if sequential else 1  # environment steps per child
+    factories = [functools.partial(make_env, sequential=sequential)] * n_envs
+    base = SubprocVecEnv(factories) if n_envs > 1 else DummyVecEnv(factories)
+    learner_state = {}  # wrappers whose statistics a checkpoint keeps
+    if agent.virtual_rollouts:
+        base = learner_state["virtual"] = VirtualRollouts(
+            base,
+            agent.n_steps,
+            agent.virtual_rollouts,
+            agent.surrogate_min_r2,
+            agent.surrogate_min_children,
+            agent.surrogate_exploration,
+            space.canonical_action,
+        )
+    vec_env = learner_state["shaping"] = RewardShaping(
+        base, agent.reward_transform, agent.repeated_children, agent.rank_window
+    )
+    latest = checkpoints(checkpoint_dir)[-1:] if resume else []
+    model = make_ppo(agent, vec_env, settings["seed"], steps_per_child)
+    if latest:
+        state = load_checkpoint(latest[0], model, learner_state)
+        store.truncate_steps(state["store"]["steps"])
+    else:
+        store.truncate_steps(0)
+        if settings.get("init_policy"):
+            _init_from(model, settings["init_policy"], space, agent)
+    if agent.repeated_children == "redraw":
+        model.policy.action_dist.exclude = vec_env.seen  # the shaping's set of evaluated children, kept up to date
+        model.policy.action_dist.canonical = space.canonical_action  # as the environment reports their actions
+    model.set_logger(logger)
+    callbacks = [
+        ChildLoggingCallback(
+            settings["evaluations"], settings["max_steps"], resumed=_resumed(store) if resume else None, **views
+        ),
+        CheckpointCallback(checkpoint_dir, agent.n_steps * n_envs, learner_state, store, write_policy),
+    ]
+    if "virtual" in learner_state:
+        callbacks.append(VirtualRolloutLog(learner_state["virtual"]))
+    if agent.ent_half_life is not None:
+        evaluated = sum(not s["cached"] for s in store.steps())  # by the checkpoint's time, when resuming
+        callbacks.append(EntropySchedule(agent.ent_coef, agent.ent_half_life, evaluated))
+    # Virtual steps count as SB3 timesteps but not towards max_steps (the callback counts real steps).
+    remaining = settings["max_steps"] * steps_per_child * (1 + agent.virtual_rollouts) - model.num_timesteps
+    if remaining > 0 and len(store) < settings["evaluations"]:
+        model.learn(total_timesteps=remaining, callback=callbacks, reset_num_timesteps=not latest)
+    vec_env.close()
+    return model
+
+
+def _init_from(model: PPO, policy_path: str | Path, space: SearchSpace, agent: PPOPreset) -> None:
+    """Start ``model`` from a trained controller's policy weights (same space, factorisation and policy shape)."""
+    trained = load_controller(policy_path, space=space)
+    if trained.factorisation != agent.factorisation:
+        raise ConfigError(
+            f"--init-policy {policy_path} is a {trained.factorisation} controller; this agent preset is "
+            f"{agent.factorisation}: use the agent preset it was trained with"
+        )
+    try:
+        model.policy.load_state_dict(trained.policy.state_dict())
+    except RuntimeError as err:
+        raise ConfigError(
+            f"--init-policy {policy_path}: its policy network does not fit this agent preset ({err}); use the agent "
+            "preset it was trained with (net_arch)"
+        ) from err
