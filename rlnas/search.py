@@ -252,7 +252,7 @@ def _run(
             )  # fmt: skip
             controller = describe(model.policy, model=model)
         else:
-            _search_with_strategy(make_env, agent_preset, settings, space, store, logger, views, resume)
+            _search_with_strategy(make_env, agent_preset, settings, space, store, logger, views)
         best = store.best(5)
         resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
         log_hparams(logger, resolved, best[0]["reward"], store.step_count())
@@ -309,13 +309,11 @@ def _search_with_strategy(
     store: EvaluationStore,
     logger: Logger,
     views: dict,
-    resume: bool,
 ) -> None:
     # Baselines are deterministic given their seed and rewards: a resumed one replays from its start, every
-    # child it already evaluated being answered from the store.
+    # child it already evaluated being answered from the store (and counted again as its steps reach it).
     store.truncate_steps(0)
-    resumed = {"children": store.records()} if resume else None
-    child_logger = ChildLogger(logger, settings["evaluations"], resumed=resumed, **views)
+    child_logger = ChildLogger(logger, settings["evaluations"], **views)
     env = make_env()
     try:
         strategy = make_strategy(agent, space, settings["seed"])

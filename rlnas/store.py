@@ -2,7 +2,10 @@
 
 ``evaluations``: one row per distinct child evaluated, keyed by :func:`rlnas.envs.cache.cache_key` (space
 fingerprint, architecture, evaluator settings) and committed before its reward is used. ``steps``: one row per
-environment step, pointing at the evaluation that answered it (``cached`` when it was already in the store).
+environment step, pointing at the evaluation that answered it (``cached`` when an earlier step reached it; a
+child stored but never reached by a step, as after a resumed search dropped the steps since its checkpoint, is
+answered from the store on its first visit without being ``cached``: the search replays it). A new evaluation
+and its first step are committed together.
 ``claims``: children being evaluated right now, so parallel environments never train the same child twice and
 never exceed the run's budget.
 
@@ -113,8 +116,9 @@ class EvaluationStore:
         with self._transaction() as db:
             db.execute("DELETE FROM claims")
 
-    def add(self, record: dict[str, Any]) -> int:
-        """Commit one evaluation (it must hold the indexed columns; all of it is kept as JSON); return its id."""
+    def add(self, record: dict[str, Any], reward: float, target: float) -> tuple[int, int]:
+        """Commit one evaluation (it must hold the indexed columns; all of it is kept as JSON) with the step that
+        made it; return their ids."""
         values = [record[c] for c in _COLUMNS]
         with self._transaction() as db:
             cursor = db.execute(
@@ -123,15 +127,22 @@ class EvaluationStore:
                 [*values, json.dumps(record), time.time()],
             )
             db.execute("DELETE FROM claims WHERE key = ?", (record["key"],))
-        return int(cursor.lastrowid)
+            evaluation = int(cursor.lastrowid)
+            return evaluation, self._insert_step(db, evaluation, reward, target, cached=False)
 
-    def add_step(self, evaluation: int, reward: float, target: float, cached: bool) -> int:
-        """Record one environment step answered by evaluation ``evaluation``; return the step's id."""
+    def add_step(self, evaluation: int, reward: float, target: float) -> tuple[int, bool]:
+        """Record one step answered by the stored evaluation ``evaluation``; return the step's id and whether it
+        is ``cached`` (an earlier step reached that evaluation)."""
         with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO steps (evaluation, reward, target, cached, created) VALUES (?, ?, ?, ?, ?)",
-                (evaluation, reward, target, int(cached), time.time()),
-            )
+            cached = db.execute("SELECT 1 FROM steps WHERE evaluation = ? LIMIT 1", (evaluation,)).fetchone()
+            return self._insert_step(db, evaluation, reward, target, cached is not None), cached is not None
+
+    @staticmethod
+    def _insert_step(db: sqlite3.Connection, evaluation: int, reward: float, target: float, cached: bool) -> int:
+        cursor = db.execute(
+            "INSERT INTO steps (evaluation, reward, target, cached, created) VALUES (?, ?, ?, ?, ?)",
+            (evaluation, reward, target, int(cached), time.time()),
+        )
         return int(cursor.lastrowid)
 
     def truncate_steps(self, keep: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,6 +85,36 @@ def test_a_crashed_search_resumes_to_the_uninterrupted_result(tmp_path, digits_p
     assert [p.arch for p in resumed.propose(3)] == [p.arch for p in whole.propose(3)]
     for p, q in zip(resumed.propose(3), whole.propose(3), strict=True):
         assert p.log_prob == pytest.approx(q.log_prob, rel=1e-5)
+
+
+def steps_of(run_dir) -> list[tuple[str, bool]]:
+    """Every step's architecture and cache flag, in order."""
+    store = EvaluationStore(run_dir / "evaluations.sqlite")
+    try:
+        assert {s["evaluation"] for s in store.steps()} == {r["id"] for r in store.records()}, "an orphaned child"
+        return [(s["arch"], s["cached"]) for s in store.steps()]
+    finally:
+        store.close()
+
+
+def same_policy(one, two) -> None:
+    one, two = load_controller(one), load_controller(two)
+    for p, q in zip(one.propose(3), two.propose(3), strict=True):
+        assert p.arch == q.arch and p.log_prob == pytest.approx(q.log_prob, rel=1e-5)
+
+
+def test_children_stored_after_the_last_checkpoint_are_replayed_to_the_policy(tmp_path, digits_preset, fast_agent):
+    space = space_for(digits_preset)
+    whole = run_search(digits_preset, fast_agent, evaluations=14, run_name="whole", runs_dir=tmp_path,
+                       evaluator=FakeEvaluator(space), progress_bar=False)  # fmt: skip
+    killed = shutil.copytree(whole.run_dir, tmp_path / "killed")
+    (killed / "summary.json").unlink()  # killed after storing its last child, before its summary and policy
+    shutil.rmtree(killed / "policy")
+    fresh = FakeEvaluator(space)
+    assert resume_search(killed, evaluator=fresh, progress_bar=False).evaluations == 14
+    assert fresh.calls == 0
+    assert steps_of(killed) == steps_of(whole.run_dir)
+    same_policy(killed, whole.run_dir)
 
 
 def test_a_finished_search_resumes_to_itself(tmp_path, synthetic_table_preset):

@@ -107,13 +107,13 @@ def make_strategy(agent: EvolutionPreset | RandomPreset | UniformPreset, space: 
 def run_strategy(
     env: gym.Env, strategy: Strategy, evaluations: int, max_steps: int, seed: int, on_child: Callable[[dict], None]
 ) -> int:
-    """Step ``strategy``'s children until ``evaluations`` distinct ones are in the env's store (children it
-    already holds are answered from it at no cost), ``max_steps`` steps were taken, or the strategy is done.
+    """Step ``strategy``'s children until its steps reached ``evaluations`` distinct ones (children the env's
+    store already holds are answered from it at no cost), ``max_steps`` steps were taken, or the strategy is done.
 
     Returns the number of steps taken.
     """
     env.reset(seed=seed)
-    steps = 0
+    steps = reached = 0
     while steps < max_steps:
         action = strategy.ask()
         if action is None:
@@ -124,7 +124,8 @@ def run_strategy(
         strategy.tell(action, reward)
         steps += 1
         on_child(info)
-        if info["evaluations"] >= evaluations:
+        reached += not info["cached"]
+        if reached >= evaluations:
             break
         env.reset()
     return steps

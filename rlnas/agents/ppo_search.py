@@ -22,9 +22,12 @@ from rlnas.store import EvaluationStore
 
 
 def _resumed(store: EvaluationStore) -> dict:
-    """What the child logger of a resumed search starts from: the steps kept, their cache hits, every child."""
+    """What the child logger of a resumed search starts from: the steps kept, their cache hits, the children they
+    reached (children stored after the checkpoint are reached again by the steps the search takes again)."""
     steps = store.steps()
-    return {"steps": len(steps), "cache_hits": sum(s["cached"] for s in steps), "children": store.records()}
+    reached = {s["evaluation"] for s in steps}
+    children = [r for r in store.records() if r["id"] in reached]
+    return {"steps": len(steps), "cache_hits": sum(s["cached"] for s in steps), "children": children}
 
 
 def search_with_ppo(
@@ -77,10 +80,9 @@ def search_with_ppo(
         model.policy.action_dist.exclude = vec_env.seen  # the shaping's set of evaluated children, kept up to date
         model.policy.action_dist.canonical = space.canonical_action  # as the environment reports their actions
     model.set_logger(logger)
+    resumed = _resumed(store)
     callbacks = [
-        ChildLoggingCallback(
-            settings["evaluations"], settings["max_steps"], resumed=_resumed(store) if resume else None, **views
-        ),
+        ChildLoggingCallback(settings["evaluations"], settings["max_steps"], resumed=resumed, **views),
         CheckpointCallback(checkpoint_dir, agent.n_steps * n_envs, learner_state, store, write_policy),
     ]
     if "virtual" in learner_state:
@@ -90,7 +92,7 @@ def search_with_ppo(
         callbacks.append(EntropySchedule(agent.ent_coef, agent.ent_half_life, evaluated))
     # Virtual steps count as SB3 timesteps but not towards max_steps (the callback counts real steps).
     remaining = settings["max_steps"] * steps_per_child * (1 + agent.virtual_rollouts) - model.num_timesteps
-    if remaining > 0 and len(store) < settings["evaluations"]:
+    if remaining > 0 and len(resumed["children"]) < settings["evaluations"]:
         model.learn(total_timesteps=remaining, callback=callbacks, reset_num_timesteps=not latest)
     vec_env.close()
     return model

@@ -47,7 +47,9 @@ class ChildNetEnv(gym.Env):
     ## Evaluation cache
     Every evaluation is stored under its :func:`~rlnas.envs.evaluators.cache_key` (space fingerprint,
     architecture, evaluator settings); a child already in the store is not evaluated again: its metrics are
-    reused, its reward recomputed for the current target, and ``info["cached"]`` is True. Environments sharing
+    reused, its reward recomputed for the current target, and ``info["cached"]`` is True once a step has reached it
+    (``info["replayed"]``: a stored child a step reaches for the first time, as when a resumed search takes again
+    the steps after its checkpoint; it counts as a new child, as it did the first time). Environments sharing
     one ``store_path`` (e.g. in subprocesses) share the cache and never evaluate one child twice. Children that
     build the same network (equal up to identity layers, :meth:`~rlnas.space.SearchSpace.canonical_action`) are
     one child: the step evaluates their representative, whose action ``info["action"]`` holds.
@@ -121,10 +123,11 @@ class ChildNetEnv(gym.Env):
         else:
             terms = failure_terms(self.preset.reward, self.target_ms)
         info = {**result.as_dict(), **terms.as_dict(), "action": list(canonical), "key": key}
-        evaluation = stored["id"] if stored else self.store.add(info)
-        info["store_id"] = evaluation
-        info["cached"] = bool(stored)
-        info["step_id"] = self.store.add_step(evaluation, terms.reward, terms.target, bool(stored))
+        if stored:
+            evaluation, (step, cached) = stored["id"], self.store.add_step(stored["id"], terms.reward, terms.target)
+        else:
+            (evaluation, step), cached = self.store.add(info, terms.reward, terms.target), False
+        info |= {"store_id": evaluation, "step_id": step, "cached": cached, "replayed": bool(stored) and not cached}
         info["evaluations"] = len(self.store)
         return self._observation(), float(terms.reward), True, False, info
 
