@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -11,12 +12,13 @@ import time
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from conftest import FakeEvaluator
 
 from rlnas.agents.controller import load_controller
-from rlnas.config import ConfigError, load_agent_preset
-from rlnas.envs.evaluators import space_for
+from rlnas.config import ConfigError, load_agent_preset, load_env_preset
+from rlnas.envs.evaluators import ScratchEvaluator, space_for
 from rlnas.search import resume_search, run_search
 from rlnas.store import EvaluationStore
 
@@ -115,6 +117,52 @@ def test_children_stored_after_the_last_checkpoint_are_replayed_to_the_policy(tm
     assert fresh.calls == 0
     assert steps_of(killed) == steps_of(whole.run_dir)
     same_policy(killed, whole.run_dir)
+
+
+def test_an_evaluation_neither_reads_nor_moves_the_global_rng(digits_preset):
+    train = dataclasses.replace(digits_preset.train, steps=2, finetune_steps=1)
+    evaluator = ScratchEvaluator(dataclasses.replace(digits_preset, train=train))
+    arch = evaluator.space.uniform("conv3x3", 0.5)  # pruned: pruning builds new layers too
+    results = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        before = torch.get_rng_state()
+        results.append(evaluator.evaluate(arch))
+        assert torch.equal(torch.get_rng_state(), before), "an evaluation moved the controller's random stream"
+    assert (results[0].accuracy, results[0].params) == (results[1].accuracy, results[1].params)
+
+
+class CrashingScratchEvaluator(ScratchEvaluator):
+    """A scratch evaluator that crashes when asked for its ``limit + 1``-th child."""
+
+    def __init__(self, preset, limit: int) -> None:
+        super().__init__(preset)
+        self.calls, self.limit = 0, limit
+
+    def evaluate(self, arch):
+        if self.calls == self.limit:
+            raise Crash(f"crashed while evaluating {arch}")
+        self.calls += 1
+        return super().evaluate(arch)
+
+
+DETERMINISTIC_DIGITS = ["train.steps=20", "train.finetune_steps=5", "latency.warmup=1", "latency.repeats=3",
+                        "reward.kind=accuracy"]  # fmt: skip
+"""A small scratch search whose rewards do not depend on timings (latency is measured, but not rewarded)."""
+
+
+@pytest.mark.slow
+def test_an_interrupted_scratch_search_resumes_to_the_uninterrupted_steps(tmp_path):
+    preset = load_env_preset("digits", DETERMINISTIC_DIGITS)
+    agent = load_agent_preset({"name": "fast", "n_steps": 4, "batch_size": 4, "n_epochs": 2})
+    with pytest.raises(Crash):
+        run_search(preset, agent, evaluations=10, run_name="crashed", runs_dir=tmp_path,
+                   evaluator=CrashingScratchEvaluator(preset, limit=6), progress_bar=False)  # fmt: skip
+    resume_search(tmp_path / "crashed", evaluator=ScratchEvaluator(preset), progress_bar=False)
+    run_search(preset, agent, evaluations=10, run_name="whole", runs_dir=tmp_path, evaluator=ScratchEvaluator(preset),
+               progress_bar=False)  # fmt: skip
+    assert steps_of(tmp_path / "crashed") == steps_of(tmp_path / "whole")
+    same_policy(tmp_path / "crashed", tmp_path / "whole")
 
 
 def test_a_finished_search_resumes_to_itself(tmp_path, synthetic_table_preset):
