@@ -223,7 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="propose architectures with a trained controller")
     source = sample.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", type=Path, help="a run folder written by `rlnas search`")
-    source.add_argument("--policy", type=Path, help="a controller folder or its policy.zip")
+    source.add_argument("--policy", type=Path, help="a controller folder (controller.json + policy.safetensors)")
     sample.add_argument("--top-k", type=int, default=5, help="how many architectures (default: %(default)s)")
     sample.add_argument("--target-latency", type=float, help="latency target in ms (default: the trained one)")
     sample.add_argument("--stochastic", action="store_true", help="draw samples instead of the most likely")
