@@ -130,13 +130,22 @@ def _fix(folder: Path) -> str:
     )
 
 
+def _first_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+
+
 def read_state(folder: Path) -> dict[str, Any]:
     """The ``state.pt`` of checkpoint ``folder``, read as data; a damaged or unknown one raises
     :class:`~rlnas.config.ConfigError` naming it and what to do."""
     try:
         state = torch.load(folder / STATE_FILE, weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as err:  # incl. refused pickles
-        raise ConfigError(f"checkpoint {folder} is damaged ({type(err).__name__}: {err}): {_fix(folder)}") from err
+    except pickle.UnpicklingError as err:  # objects other than tensors and plain data: refused, never built
+        raise ConfigError(
+            f"checkpoint {folder} holds objects that are not data (tampered with, or written by an rlnas before "
+            f"checkpoints were data); it was not loaded: {_fix(folder)}"
+        ) from err
+    except (OSError, RuntimeError, EOFError, ValueError) as err:
+        raise ConfigError(f"checkpoint {folder} is damaged ({_first_line(err)}): {_fix(folder)}") from err
     if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_FORMAT_VERSION:
         raise ConfigError(f"checkpoint {folder} has an unknown format (written by another rlnas?): {_fix(folder)}")
     return state
@@ -163,7 +172,7 @@ def load_checkpoint(folder: Path, model: PPO, wrappers: Mapping[str, Stateful]) 
         for name, wrapper in wrappers.items():
             wrapper.load_state_dict(state["wrappers"][name])
     except (OSError, SafetensorError, RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
-        raise ConfigError(f"checkpoint {folder} is damaged ({type(err).__name__}: {err}): {_fix(folder)}") from err
+        raise ConfigError(f"checkpoint {folder} is damaged ({_first_line(err)}): {_fix(folder)}") from err
     model.num_timesteps, model._n_updates = int(state["num_timesteps"]), int(state["n_updates"])
     return state
 

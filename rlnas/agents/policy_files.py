@@ -70,8 +70,9 @@ def load_policy(folder: Path, declaration: Any, space: SearchSpace, factorisatio
     try:
         load_model(policy, str(folder / WEIGHTS_FILE), strict=True)
     except (OSError, SafetensorError, RuntimeError) as err:  # missing, damaged, or tensors of another shape
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ConfigError(
-            f"{folder / WEIGHTS_FILE} could not be loaded ({type(err).__name__}: {err}): take the controller's "
+            f"{folder / WEIGHTS_FILE} could not be loaded ({type(err).__name__}: {reason}): take the controller's "
             f"{WEIGHTS_FILE} and controller.json as written together"
         ) from err
     return policy.eval()
