@@ -11,8 +11,8 @@ checkpoint is unpickled. A folder is written under a temporary name and renamed 
 mid-write leaves no half checkpoint behind; the last ``keep`` are kept.
 
 Resuming restores all of it into a freshly built model; the steps taken after the checkpoint are proposed again
-and answered from the run's store (they are cache hits), so nothing is trained twice and the search continues
-exactly as it would have.
+and answered from the run's store, so nothing is trained twice, every stored child is fed to the learner as it
+was the first time, and the search continues exactly as it would have.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def search_with_ppo(
 
     ``make_env`` builds one environment (``sequential=True`` for that factorisation); with ``resume``, the model,
     its optimiser, random-number states and wrapper statistics come from the last checkpoint in
-    ``checkpoint_dir`` and the store's steps after it are taken again (as cache hits).
+    ``checkpoint_dir`` and the steps after it are taken again, answered from the store.
     """
     n_envs = settings["n_envs"]
     sequential = agent.factorisation == "sequential"
