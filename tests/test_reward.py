@@ -50,18 +50,38 @@ def test_hard_kind_ignores_the_preset_exponents():
     assert slow.exponent == -1.0
 
 
-def test_soft_default_is_symmetric():
-    cfg = RewardConfig(target_ms=2.0)
+def test_mnasnet_default_exponents_are_symmetric():
+    cfg = RewardConfig(target_ms=2.0, kind="mnasnet")
     assert exponents(cfg) == (-0.07, -0.07)
     assert compute_reward(cfg, 0.5, 4.0, 0, 2.0).reward == pytest.approx(0.5 * math.pow(2.0, -0.07))
     assert compute_reward(cfg, 0.5, 1.0, 0, 2.0).reward == pytest.approx(0.5 * math.pow(0.5, -0.07))
 
 
-def test_reward_falls_with_latency_and_rises_with_accuracy():
-    cfg = RewardConfig(target_ms=1.0)
+def test_mnasnet_reward_falls_with_latency_and_rises_with_accuracy():
+    cfg = RewardConfig(target_ms=1.0, kind="mnasnet")
     rewards = [compute_reward(cfg, 0.9, lat, 0, 1.0).reward for lat in (0.25, 0.5, 1.0, 2.0, 4.0)]
     assert rewards == sorted(rewards, reverse=True)
     assert compute_reward(cfg, 0.95, 2.0, 0, 1.0).reward > compute_reward(cfg, 0.9, 2.0, 0, 1.0).reward
+
+
+def test_budget_is_the_default_and_pays_accuracy_alone_within_the_target():
+    cfg = RewardConfig(target_ms=2.0)
+    assert cfg.kind == "budget"
+    cheap, at_target = compute_reward(cfg, 0.8, 0.5, 0), compute_reward(cfg, 0.8, 2.0, 0)
+    assert cheap.reward == at_target.reward == pytest.approx(0.8)  # nothing for being cheaper than the budget
+
+
+def test_budget_penalises_the_relative_overshoot():
+    cfg = RewardConfig(target_ms=2.0, penalty=0.5)
+    assert compute_reward(cfg, 0.9, 3.0, 0).reward == pytest.approx(0.9 - 0.5 * 0.5)
+    over = [compute_reward(cfg, 0.9, lat, 0).reward for lat in (2.2, 2.6, 4.0)]
+    assert over == sorted(over, reverse=True)  # the further over, the less
+    assert compute_reward(cfg, 0.9, 3.0, 0, target_ms=4.0).reward == pytest.approx(0.9)  # the env's target wins
+
+
+def test_budget_with_flops_uses_the_flops_target():
+    cfg = RewardConfig(cost="flops", target_mflops=50.0)
+    assert compute_reward(cfg, 0.9, latency_ms=9.0, flops=75_000_000).reward == pytest.approx(0.9 - 0.5)
 
 
 @pytest.mark.parametrize("failure_reward", [0.0, -1.0, 0.25])

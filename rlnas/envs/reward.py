@@ -1,13 +1,14 @@
 """Rewards that trade accuracy against a cost: measured latency (ms) or FLOPs (MFLOPs).
 
-``mnasnet`` (Tan et al., 2019): ``acc * (cost / T) ** w`` with ``w = alpha`` when ``cost <= T`` and
-``w = beta`` otherwise; the soft default is alpha = beta = -0.07. ``hard`` is the paper's hard-constraint
-setting alpha = 0, beta = -1: no bonus for being cheaper than T, a steep penalty for being costlier
-(``alpha``/``beta`` in the preset are ignored). ``linear``: ``acc - linear_lambda * cost / T``.
-``amc`` (He et al., 2018, AMC's resource-constrained reward): ``-(1 - acc) * ln(FLOPs)``, whatever the cost
-setting. ``accuracy`` is the accuracy alone (the unconstrained setting of tabular benchmarks). ``custom``:
-the function at ``reward.function`` (``"package.module:name"``), called with keyword arguments
-``accuracy, latency_ms, flops, cost, target`` and returning the reward.
+``budget`` (the default): a latency or FLOPs target is a budget, so a child within it earns its accuracy and one
+over it ``acc - penalty * (cost / T - 1)``: the controller still learns from children over the budget, and from
+how far over they are. ``mnasnet`` (Tan et al., 2019): ``acc * (cost / T) ** w`` with ``w = alpha`` when
+``cost <= T`` and ``w = beta`` otherwise; its soft setting is alpha = beta = -0.07. ``hard`` is the paper's
+hard-constraint setting alpha = 0, beta = -1 (``alpha``/``beta`` in the preset are ignored). ``linear``:
+``acc - linear_lambda * cost / T``. ``amc`` (He et al., 2018, AMC's resource-constrained reward):
+``-(1 - acc) * ln(FLOPs)``, whatever the cost setting. ``accuracy`` is the accuracy alone (the unconstrained
+setting of tabular benchmarks). ``custom``: the function at ``reward.function`` (``"package.module:name"``),
+called with keyword arguments ``accuracy, latency_ms, flops, cost, target`` and returning the reward.
 ``reward.cost`` picks the cost: ``latency`` (target ``reward.target_ms``, which ``reset(options=...)`` can
 change) or ``flops`` (target ``reward.target_mflops``).
 A child whose training diverged gets ``failure_reward``.
@@ -53,6 +54,12 @@ def mnasnet_reward(accuracy: float, cost: float, target: float, alpha: float, be
     return RewardTerms(accuracy * (cost / target) ** w, accuracy, cost, target, w)
 
 
+def budget_reward(accuracy: float, cost: float, target: float, penalty: float) -> RewardTerms:
+    """``accuracy`` within the budget (``cost <= target``); ``accuracy - penalty * (cost / target - 1)`` over it."""
+    overshoot = max(0.0, cost / target - 1.0)
+    return RewardTerms(accuracy - penalty * overshoot, accuracy, cost, target, 0.0)
+
+
 def child_cost(cfg: RewardConfig, latency_ms: float, flops: int) -> float:
     """The child's cost in the reward's unit."""
     return flops / 1e6 if cfg.cost == "flops" else latency_ms
@@ -82,6 +89,8 @@ def compute_reward(
     target = _target(cfg, target_ms)
     if cfg.kind == "linear":
         return RewardTerms(accuracy - cfg.linear_lambda * cost / target, accuracy, cost, target, 0.0)
+    if cfg.kind == "budget":
+        return budget_reward(accuracy, cost, target, cfg.penalty)
     if cfg.kind == "custom":
         function = import_reward_function(cfg.function)
         value = function(accuracy=accuracy, latency_ms=latency_ms, flops=flops, cost=cost, target=target)
