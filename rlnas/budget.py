@@ -72,3 +72,11 @@ def best_children(records: Iterable[Record], budget: Budget | None, k: int = 5) 
     if budget is None:
         return sorted(records, key=lambda r: -r["reward"])[:k]
     return budget.best(records, k)
+
+
+def budget_of_run(resolved: dict[str, Any]) -> Budget | None:
+    """The budget of a run from its resolved configuration (``config.yaml``: ``env``, ``search``)."""
+    from rlnas.config import load_env_preset
+
+    preset = load_env_preset(resolved["env"])
+    return run_budget(preset.reward, resolved.get("search", {}).get("target_latency_ms"))

@@ -49,7 +49,10 @@ def _search(args: argparse.Namespace) -> int:
     print(f"TensorBoard: tensorboard --logdir {result.run_dir}")
     if result.controller is not None:
         print(f"Reuse the policy: rlnas sample --run {result.run_dir} --top-k 5")
-    print(f"Pareto front: rlnas report --run {result.run_dir}; deploy the best: rlnas export --run {result.run_dir}")
+    print(f"Pareto front: rlnas report --run {result.run_dir}")
+    if result.best:
+        print(f"Chosen child: {result.best[0]['arch']} (validation accuracy {result.best[0]['accuracy']:.4f})")
+        print(f"Train it for real and export it: rlnas export --run {result.run_dir}")
     return 0
 
 
@@ -92,6 +95,8 @@ def _report(args: argparse.Namespace) -> int:
     print(f"Pareto front of {args.run} (accuracy up, {COST_LABELS[report.cost]} down): "
           f"{len(report.front)} of {report.evaluated} evaluations")  # fmt: skip
     print(markdown_table(report.front))
+    if report.budget is not None:
+        print(f"budget {report.budget.describe()}: {report.within_budget} of {report.evaluated} children within it")
     print(f"plot: {report.plot}")
     return 0
 

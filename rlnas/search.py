@@ -3,7 +3,7 @@
 ``runs/NAME/`` holds ``config.yaml`` (resolved presets and settings), ``command.txt``, TensorBoard events and
 ``progress.csv`` (SB3's logger), ``evaluations.sqlite`` (every child, committed before its reward is used; also
 the run's evaluation cache), ``checkpoints/`` (PPO, for ``--resume``), ``policy/`` (the reusable controller, PPO
-only) and ``summary.json`` / ``summary.md`` (the best children).
+only) and ``summary.json`` / ``summary.md`` (the most accurate children within the run's budget).
 
 The budget is ``evaluations`` distinct children: a child the store already holds is answered from it at no cost
 (a cache hit) and does not count. ``max_steps`` (default ten times the budget) bounds the steps, hits included,
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -42,6 +41,8 @@ from rlnas.agents.dyna import VirtualRollouts
 from rlnas.agents.ppo import make_ppo
 from rlnas.agents.reward_shaping import RewardShaping
 from rlnas.agents.sequential import SequentialDesign, SequentialLayout
+from rlnas.budget import Budget, best_children, budget_of_run, run_budget
+from rlnas.cheapest import check_reachable
 from rlnas.config import (
     AgentPreset,
     ConfigError,
@@ -56,6 +57,7 @@ from rlnas.envs.evaluators import Evaluator, make_evaluator, space_for
 from rlnas.envs.supernet_evaluator import supernet_for_run
 from rlnas.space import SearchSpace
 from rlnas.store import EvaluationStore
+from rlnas.summary import write_summary
 
 STORE_FILE = "evaluations.sqlite"
 CONFIG_FILE = "config.yaml"
@@ -65,7 +67,8 @@ DEFAULT_STEPS_PER_EVALUATION = 10
 
 @dataclass(frozen=True)
 class SearchResult:
-    """Where the run is, how many children it evaluated, the best of them and (for PPO) the controller."""
+    """Where the run is, how many children it evaluated, the best of them (the most accurate within its budget)
+    and (for PPO) the controller."""
 
     run_dir: Path
     evaluations: int
@@ -122,6 +125,9 @@ def run_search(
     space = evaluator.space if evaluator is not None else space_for(env_preset)
     if target_latency_ms is not None:
         checked_target(env_preset, target_latency_ms)
+    budget = run_budget(env_preset.reward, target_latency_ms)
+    if budget is not None and evaluator is None and env_preset.evaluator != "tabular":
+        check_reachable(env_preset, space, budget)  # before the run folder exists: a bad target costs nothing
     if supernet is not None and env_preset.evaluator != "supernet":
         raise ValueError(
             f"--supernet was given but env preset {env_preset.name!r} uses evaluator {env_preset.evaluator}: "
@@ -180,7 +186,7 @@ def resume_search(
             f"{space.fingerprint} (the search space code changed?): start a new search"
         )
     if _finished(run_dir, settings):
-        return _result(run_dir, agent_preset)
+        return _result(run_dir, agent_preset, budget_of_run(resolved))
     return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=True)
 
 
@@ -193,11 +199,11 @@ def _finished(run_dir: Path, settings: dict) -> bool:
     return done and (run_dir / "summary.json").is_file()
 
 
-def _result(run_dir: Path, agent: AgentPreset) -> SearchResult:
+def _result(run_dir: Path, agent: AgentPreset, budget: Budget | None) -> SearchResult:
     """The result of a finished run, from its folder."""
     store = EvaluationStore(run_dir / STORE_FILE)
     try:
-        count, best = len(store), store.best(5)
+        count, best = len(store), best_children(store.records(), budget, 5)
     finally:
         store.close()
     return SearchResult(run_dir, count, best, load_controller(run_dir) if isinstance(agent, PPOPreset) else None)
@@ -229,7 +235,9 @@ def _run(
         target_latency_ms=settings["target_latency_ms"], evaluator=evaluator, max_evaluations=settings["evaluations"],
         supernet=supernet,
     )  # fmt: skip
+    budget = run_budget(env_preset.reward, settings["target_latency_ms"])
     views = {"operators": space.operators, "plot_every": settings["plot_every"], "progress_bar": progress_bar}
+    views["budget"] = budget
     started = time.time()
     controller = None
     try:
@@ -238,17 +246,17 @@ def _run(
             controller = Controller(model, space, env_preset.reward.latency_target, None, agent_preset.factorisation)
         else:
             _search_with_strategy(make_env, agent_preset, settings, space, store, logger, views, resume)
-        best = store.best(5)
         resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
-        log_hparams(logger, resolved, best[0]["reward"], store.step_count())
+        log_hparams(logger, resolved, store.best(1)[0]["reward"], store.step_count())
     finally:
         logger.close()
     elapsed = time.time() - started
 
+    best = write_summary(run_dir, store.records(), store.step_count(), settings, elapsed, budget)
     if controller is not None:
-        trained = {"evaluations": len(store), "best_arch": best[0]["arch"], "best_reward": best[0]["reward"]}
+        top = best[0] if best else store.best(1)[0]
+        trained = {"evaluations": len(store), "best_arch": top["arch"], "best_reward": top["reward"]}
         controller.save(run_dir / "policy", env_preset, {"trained": trained})
-    _write_summary(run_dir, store, best, settings, elapsed)
     count = len(store)
     store.close()
     return SearchResult(run_dir, count, best, controller)
@@ -393,31 +401,3 @@ def _search_with_strategy(
     finally:
         child_logger.close()
         env.close()
-
-
-def _write_summary(run_dir: Path, store: EvaluationStore, best: list[dict], settings: dict, elapsed: float) -> None:
-    records, steps = store.records(), store.step_count()
-    summary = {
-        **settings,
-        "evaluated": len(records),
-        "steps": steps,
-        "diverged": sum(r["status"] != "ok" for r in records),
-        "seconds": round(elapsed, 1),
-        "best": [{k: r[k] for k in ("arch", "reward", "accuracy", "latency_ms", "flops", "params")} for r in best],
-    }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    lines = [
-        f"# Search summary: {run_dir.name}",
-        "",
-        f"{len(records)} children evaluated by {settings['strategy']} in {steps} steps ({elapsed:.0f} s)"
-        + (f"; latency target {settings['target_latency_ms']} ms." if settings["target_latency_ms"] else "."),
-        "",
-        "| rank | reward | val. accuracy | latency (ms) | MFLOPs | params | architecture |",
-        "|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    lines += [
-        f"| {i} | {r['reward']:.4f} | {r['accuracy']:.4f} | {r['latency_ms'] or 'n/a':.4} | {r['flops'] / 1e6:.2f} "
-        f"| {r['params']} | `{r['arch']}` |"
-        for i, r in enumerate(best, 1)
-    ]
-    (run_dir / "summary.md").write_text("\n".join(lines) + "\n")
