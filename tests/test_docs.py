@@ -83,13 +83,17 @@ def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
     return options
 
 
+def _check_spelling(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    spelled = {arg.split("=")[0] for arg in argv if arg.startswith("--")}
+    assert spelled <= _option_strings(parser), f"abbreviated or unknown options: {spelled - _option_strings(parser)}"
+
+
 def _check_rlnas(argv: list[str]) -> None:
     parser = cli._parser()
     args = parser.parse_args(argv)  # exits (fails the test) on an unknown command or option
-    spelled = {arg.split("=")[0] for arg in argv if arg.startswith("--")}
-    assert spelled <= _option_strings(parser), f"abbreviated or unknown options: {spelled - _option_strings(parser)}"
+    _check_spelling(parser, argv)
     if hasattr(args, "env") and not getattr(args, "resume", None):
-        load_env_preset(resolve_preset(args.env, "envs"), args.set)
+        _check_overrides(argv)
     if getattr(args, "agent", None) or getattr(args, "agent_set", None):
         load_agent_preset(resolve_preset(args.agent or args.strategy or "ppo", "agents"), args.agent_set)
     for option in ("--policy", "--init-policy"):
@@ -98,12 +102,19 @@ def _check_rlnas(argv: list[str]) -> None:
                 assert resolve_trained(value).is_dir(), f"{option} {value}: no such trained controller"
 
 
+def _check_overrides(argv: list[str]) -> None:
+    """``--set`` overrides load on the ``--env`` preset (default ``fashion_mnist``, as for the CLI and benches)."""
+    env = (_option_values(argv, "--env") or ["fashion_mnist"])[0]
+    load_env_preset(resolve_preset(env, "envs"), _option_values(argv, "--set"))
+
+
 def _check_bench(argv: list[str]) -> None:
     script = ROOT / argv[1]
     assert script.is_file(), f"{argv[1]} does not exist"
     source = script.read_text()
     for option in (a.split("=")[0] for a in argv[2:] if a.startswith("--")):
         assert f'"{option}"' in source, f"{argv[1]} has no option {option}"
+    _check_overrides(argv)
 
 
 def _check_make(argv: list[str]) -> None:
@@ -145,6 +156,28 @@ def test_a_bad_command_is_caught() -> None:
         _check_rlnas(["search", "--env", "digits", "--set", "train.no_such_key=1"])
     with pytest.raises(AssertionError):
         _check_bench(["python", "bench/search_quality.py", "--no-such-option"])
+
+
+def _inline_commands() -> list[tuple[str, list[str]]]:
+    """``(page, argv)`` of the inline code spans in the prose that name an ``rlnas`` or bench command."""
+    spans = []
+    for page in PAGES:
+        for span in re.findall(r"`((?:rlnas |python bench/)[^`]*)`", page.read_text()):
+            spans.append((page.name, shlex.split(span)))
+    return spans
+
+
+@pytest.mark.parametrize(("where", "argv"), _inline_commands(), ids=lambda v: v if isinstance(v, str) else " ".join(v))
+def test_inline_command_names_are_valid(where: str, argv: list[str]) -> None:
+    """Prose quotes fragments (``rlnas latency build --fit``): their command, options and overrides must exist."""
+    if argv[0] == "python":
+        _check_bench(argv)
+    else:
+        parser = cli._parser()
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        assert argv[1] in commands or argv[1].isupper(), f"{where}: no command rlnas {argv[1]}"
+        _check_spelling(parser, argv)
+        _check_overrides(argv)
 
 
 @pytest.mark.parametrize(("where", "body"), _blocks({"yaml"}))
