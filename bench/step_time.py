@@ -18,8 +18,7 @@ from _record import record
 from rlnas.config import load_env_preset
 from rlnas.envs.evaluators import ScratchEvaluator
 from rlnas.latency import count_flops, measure_latency
-from rlnas.pruning import prune_child
-from rlnas.space import build_model
+from rlnas.pruning import build_model, prune_child
 
 
 def main() -> None:
@@ -71,8 +70,7 @@ def main() -> None:
     record(
         "step_time",
         "Step time of the default preset (bench/step_time.py)",
-        "One environment step of the default preset split into its phases, for small, middle and large "
-        "children.",
+        "One environment step of the default preset split into its phases, for small, middle and large children.",
         table,
         headlines,
     )

@@ -24,8 +24,8 @@ import torch
 from rlnas.config import EnvPreset, TrainConfig
 from rlnas.latency import count_flops, count_params
 from rlnas.latency.source import LatencySource, latency_source
-from rlnas.pruning import prune_child
-from rlnas.space import Arch, ChildNet, SearchSpace, build_model
+from rlnas.pruning import build_model, prune_child
+from rlnas.space import Arch, ChildNet, SearchSpace
 from rlnas.training.data import DataSplits, Split, dataset_shape, load_data
 from rlnas.training.trainer import TrainingDiverged, accuracy, fit, recalibrate_bn
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from rlnas.config import LatencyConfig
+
+Clock = Callable[[], float]
+"""Seconds from an arbitrary origin, as :func:`time.perf_counter`."""
 
 
 @contextmanager
@@ -30,9 +33,15 @@ def summarise_times(seconds: list[float], statistic: str) -> float:
 
 
 @torch.inference_mode()
-def measure_latency(model: nn.Module, input_shape: tuple[int, ...], cfg: LatencyConfig) -> float:
+def measure_latency(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    cfg: LatencyConfig,
+    clock: Clock = time.perf_counter,
+) -> float:
     """Wall-clock milliseconds of one forward pass (eval mode) of a ``cfg.batch_size`` batch: the
-    ``cfg.statistic`` (min or median) of ``cfg.repeats`` timed calls after ``cfg.warmup`` untimed ones."""
+    ``cfg.statistic`` (min or median) of ``cfg.repeats`` timed calls after ``cfg.warmup`` untimed ones.
+    ``clock``: seconds, as :func:`time.perf_counter` (tests inject a fake one)."""
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("latency.device is cuda but no CUDA device is available; set latency.device: cpu")
@@ -45,8 +54,8 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], cfg: Latency
             model(x)
         sync()
         for _ in range(cfg.repeats):
-            start = time.perf_counter()
+            start = clock()
             model(x)
             sync()
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
     return summarise_times(times, cfg.statistic)
