@@ -17,11 +17,11 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from rlnas.errors import ConfigError
+from rlnas.presets import resolve_preset
+from rlnas.reward_function import import_reward_function
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A preset is malformed; the message names the key and the fix."""
 
 
 # ----------------------------------------------------------------------------------------------- env preset
@@ -328,8 +328,6 @@ def _load(
     validate: Callable[[T], None],
     overrides: Sequence[str] = (),
 ) -> T:
-    from rlnas.presets import resolve_preset
-
     if isinstance(source, dict):
         data, where = copy.deepcopy(source), "<dict>"
     else:
@@ -476,8 +474,6 @@ def _validate_reward(r: RewardConfig) -> None:
         _check(value is None or value > 0, f"reward.{key}", value, f"a positive target in {unit}")
     _check(r.kind != "custom" or bool(r.function), "reward.function", r.function, "'module:function' for kind custom")
     if r.function:
-        from rlnas.envs.reward import import_reward_function
-
         try:
             import_reward_function(r.function)
         except (ImportError, AttributeError, ValueError) as err:

@@ -12,7 +12,8 @@ import numpy as np
 from gymnasium import spaces
 
 from rlnas.config import EnvPreset, load_env_preset
-from rlnas.envs.evaluators import EvalResult, Evaluator, cache_key, evaluator_settings, make_evaluator
+from rlnas.envs.evaluator_factory import make_evaluator
+from rlnas.envs.evaluators import EvalResult, Evaluator, cache_key, evaluator_settings
 from rlnas.envs.reward import compute_reward, failure_terms
 from rlnas.store import EvaluationStore
 
