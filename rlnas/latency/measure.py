@@ -47,15 +47,32 @@ def measure_latency(
         raise RuntimeError("latency.device is cuda but no CUDA device is available; set latency.device: cpu")
     model = model.to(device).eval()
     x = torch.randn(cfg.batch_size, *input_shape, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
     with torch_threads(cfg.threads):
-        for _ in range(cfg.warmup):
-            model(x)
+        return time_calls(model, x, cfg.warmup, cfg.repeats, cfg.statistic, device_sync(device), clock)
+
+
+def device_sync(device: torch.device) -> Callable[[], None]:
+    """Wait for the device's queued work (CUDA), so a timed call ends when its computation does."""
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def time_calls(
+    module: nn.Module,
+    x: torch.Tensor,
+    warmup: int,
+    repeats: int,
+    statistic: str,
+    sync: Callable[[], None],
+    clock: Clock = time.perf_counter,
+) -> float:
+    """Milliseconds: the ``statistic`` of ``repeats`` timed calls of ``module(x)`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        module(x)
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = clock()
+        module(x)
         sync()
-        for _ in range(cfg.repeats):
-            start = clock()
-            model(x)
-            sync()
-            times.append(clock() - start)
-    return summarise_times(times, cfg.statistic)
+        times.append(clock() - start)
+    return summarise_times(times, statistic)

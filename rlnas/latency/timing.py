@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rlnas.config import LatencyConfig
-from rlnas.latency.measure import Clock, summarise_times, torch_threads
+from rlnas.latency.measure import Clock, device_sync, time_calls, torch_threads
 from rlnas.pruning import build_model, prune_child
 from rlnas.space.space import Arch, SearchSpace
 
@@ -50,8 +50,7 @@ def time_modules(
     of ``cfg.repeats`` timed calls after a warm-up (``cfg.warmup`` in the first pass, fewer after), exactly as
     :func:`~rlnas.latency.measure.measure_latency` times a child; the per-round figures are then aggregated
     (``min`` or ``median``). ``clock``: seconds, as :func:`time.perf_counter` (tests inject a fake one)."""
-    device = torch.device(cfg.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(torch.device(cfg.device))
     rng = np.random.default_rng(seed)
     per_round: list[list[float]] = [[] for _ in modules]
     bar = tqdm(total=rounds * len(modules), desc=desc, unit="entry", disable=not progress, leave=False)
@@ -59,16 +58,7 @@ def time_modules(
         for r in range(rounds):
             warmup = cfg.warmup if r == 0 else min(cfg.warmup, 3)
             for j in rng.permutation(len(modules)):
-                module, x, times = modules[j], inputs[j], []
-                for _ in range(warmup):
-                    module(x)
-                sync()
-                for _ in range(cfg.repeats):
-                    start = clock()
-                    module(x)
-                    sync()
-                    times.append(clock() - start)
-                per_round[j].append(summarise_times(times, cfg.statistic))
+                per_round[j].append(time_calls(modules[j], inputs[j], warmup, cfg.repeats, cfg.statistic, sync, clock))
                 bar.update()
     return [aggregate_rounds(t, aggregate) for t in per_round]
 
