@@ -1,5 +1,8 @@
-"""The evaluator a preset asks for: above the evaluators it chooses between, so none of them imports another's
-factory (scratch in :mod:`rlnas.envs.evaluators`, :mod:`rlnas.envs.supernet_evaluator`, :mod:`rlnas.envs.tabular`)."""
+"""The evaluator a preset asks for.
+
+The factory sits above the evaluators it chooses between (scratch in :mod:`rlnas.envs.evaluators`,
+:mod:`rlnas.envs.supernet_evaluator`, :mod:`rlnas.envs.tabular`), so they need not import each other.
+"""
 
 from __future__ import annotations
 
