@@ -76,7 +76,7 @@ def one_run(
     torch.set_num_threads(1)
     torch.distributions.Distribution.set_default_validate_args(False)  # speed only: SB3's samples are valid
     from rlnas.config import load_agent_preset, load_env_preset
-    from rlnas.envs.evaluators import make_evaluator
+    from rlnas.envs.evaluator_factory import make_evaluator
     from rlnas.search import run_search
     from rlnas.store import EvaluationStore
 

@@ -107,15 +107,15 @@ def _latency_build(args: argparse.Namespace) -> int:
     from rlnas.config import load_env_preset
     from rlnas.envs.evaluators import space_for
     from rlnas.latency import torch_threads
+    from rlnas.latency.build import build_table
     from rlnas.latency.source import default_table_path
-    from rlnas.latency.table import LatencyTable
 
     preset = load_env_preset(args.env, args.set)
     changes = {"device": args.device, "threads": args.threads, "batch_size": args.batch, "repeats": args.repeats}
     cfg = dataclasses.replace(preset.latency, **{k: v for k, v in changes.items() if v is not None})
     out = args.out or default_table_path(preset.name, cfg)
     with torch_threads(cfg.threads):
-        table = LatencyTable.build(space_for(preset), cfg, rounds=args.rounds, fit=args.fit)
+        table = build_table(space_for(preset), cfg, rounds=args.rounds, fit=args.fit)
     table.save(out)
     print(
         f"latency table for {preset.name} ({table.device_name}, {cfg.threads} threads, batch {cfg.batch_size}): {out}"
@@ -130,7 +130,8 @@ def _latency_validate(args: argparse.Namespace) -> int:
     import json
 
     from rlnas.latency import torch_threads
-    from rlnas.latency.table import LatencyTable, plot_validation, validate
+    from rlnas.latency.table import LatencyTable
+    from rlnas.latency.validate import plot_validation, validate
     from rlnas.space import SearchSpace
 
     if not args.table.is_file():

@@ -17,11 +17,11 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from rlnas.errors import ConfigError
+from rlnas.presets import resolve_preset
+from rlnas.reward_function import import_reward_function
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A preset is malformed; the message names the key and the fix."""
 
 
 # ----------------------------------------------------------------------------------------------- env preset
@@ -216,6 +216,10 @@ class EnvPreset:
 class PPOPreset:
     """PPO hyperparameters (stable-baselines3 names), tuned for short, expensive searches.
 
+    The defaults are the shipped settings (``agents/ppo.yaml`` documents them; docs/defaults.md says how each
+    was chosen). ``repeated_children: redraw`` and ``virtual_rollouts`` are joint-factorisation options: a
+    ``sequential`` preset sets ``repeated_children`` (``neutral`` or ``reward``) and ``virtual_rollouts: 0``.
+
     ``reward_transform`` (``rank``, ``log_rank`` or ``none``), ``repeated_children`` and ``rank_window`` (rank
     among the last this many first visits; None: all) shape what the learner sees
     (:mod:`rlnas.agents.reward_shaping`); ``repeated_children: redraw`` also makes the policy draw again when it
@@ -238,16 +242,16 @@ class PPOPreset:
     gamma: float = 1.0
     gae_lambda: float = 1.0
     clip_range: float = 0.5
-    ent_coef: float = 0.1
+    ent_coef: float = 0.03
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     net_arch: tuple[int, ...] = ()
-    reward_transform: Literal["rank", "log_rank", "none"] = "rank"
-    repeated_children: Literal["neutral", "reward", "redraw"] = "neutral"
+    reward_transform: Literal["rank", "log_rank", "none"] = "log_rank"
+    repeated_children: Literal["neutral", "reward", "redraw"] = "redraw"
     rank_window: int | None = None
     factorisation: Literal["joint", "sequential"] = "joint"
     ent_half_life: float | None = None
-    virtual_rollouts: int = 0
+    virtual_rollouts: int = 4
     surrogate_min_r2: float = 0.3
     surrogate_min_children: int = 16
     surrogate_exploration: float = 0.0
@@ -331,8 +335,6 @@ def _load(
     validate: Callable[[T], None],
     overrides: Sequence[str] = (),
 ) -> T:
-    from rlnas.presets import resolve_preset
-
     if isinstance(source, dict):
         data, where = copy.deepcopy(source), "<dict>"
     else:
@@ -480,8 +482,6 @@ def _validate_reward(r: RewardConfig) -> None:
     _check(r.penalty > 0, "reward.penalty", r.penalty, "a positive penalty per unit of relative overshoot")
     _check(r.kind != "custom" or bool(r.function), "reward.function", r.function, "'module:function' for kind custom")
     if r.function:
-        from rlnas.envs.reward import import_reward_function
-
         try:
             import_reward_function(r.function)
         except (ImportError, AttributeError, ValueError) as err:

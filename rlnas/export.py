@@ -28,9 +28,10 @@ from rlnas.budget import best_children, budget_of_run
 from rlnas.config import EnvPreset, load_env_preset
 from rlnas.envs.evaluators import child_seed, space_for, train_prune_finetune
 from rlnas.latency import count_flops, count_params, measure_latency, torch_threads
-from rlnas.latency.table import device_name
+from rlnas.latency.device import device_name
+from rlnas.pruning import build_model
 from rlnas.search import read_run_config
-from rlnas.space import ChildNet, build_model
+from rlnas.space import ChildNet
 from rlnas.store import EvaluationStore
 from rlnas.training.data import load_data
 from rlnas.training.trainer import accuracy

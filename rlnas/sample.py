@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rlnas.agents.controller import load_controller
 from rlnas.config import load_env_preset
-from rlnas.envs.evaluators import make_evaluator
+from rlnas.envs.evaluator_factory import make_evaluator
 from rlnas.envs.reward import compute_reward
 from rlnas.envs.supernet_evaluator import SUPERNET_FILE
 

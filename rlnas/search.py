@@ -53,7 +53,8 @@ from rlnas.config import (
     to_dict,
 )
 from rlnas.envs.child_net import ChildNetEnv, checked_target
-from rlnas.envs.evaluators import Evaluator, make_evaluator, space_for
+from rlnas.envs.evaluator_factory import make_evaluator
+from rlnas.envs.evaluators import Evaluator, space_for
 from rlnas.envs.supernet_evaluator import supernet_for_run
 from rlnas.space import SearchSpace
 from rlnas.store import EvaluationStore

@@ -13,8 +13,8 @@ import torch
 from rlnas.cli import main
 from rlnas.config import load_agent_preset
 from rlnas.export import ExportError, export_child
+from rlnas.pruning import build_model
 from rlnas.search import run_search
-from rlnas.space import build_model
 from rlnas.store import EvaluationStore
 from rlnas.training.data import load_data
 

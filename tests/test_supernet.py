@@ -16,10 +16,10 @@ from rlnas.envs.child_net import ChildNetEnv
 from rlnas.envs.evaluators import cache_key, space_for
 from rlnas.envs.supernet_evaluator import SUPERNET_FILE, SupernetEvaluator
 from rlnas.latency import count_params
-from rlnas.pruning import l1_importance, prune_child, top_channels
+from rlnas.pruning import build_model, l1_importance, prune_child, top_channels
 from rlnas.pruning.prune import kept_channels
 from rlnas.search import resume_search, run_search
-from rlnas.space import Arch, build_model
+from rlnas.space import Arch
 from rlnas.space.model import ChildNet
 from rlnas.store import EvaluationStore
 from rlnas.training.data import Split, load_data

@@ -12,7 +12,8 @@ import numpy as np
 from gymnasium import spaces
 
 from rlnas.config import EnvPreset, load_env_preset
-from rlnas.envs.evaluators import EvalResult, Evaluator, cache_key, evaluator_settings, make_evaluator
+from rlnas.envs.evaluator_factory import make_evaluator
+from rlnas.envs.evaluators import EvalResult, Evaluator, cache_key, evaluator_settings
 from rlnas.envs.reward import compute_reward, failure_terms
 from rlnas.store import EvaluationStore
 
@@ -150,8 +151,14 @@ class ChildNetEnv(gym.Env):
             self.store = None
 
     def _observation(self) -> np.ndarray:
-        ratio = 1.0 if self.reference_ms is None else self.target_ms / self.reference_ms
-        return np.array([ratio], dtype=np.float32)
+        return target_observation(self.target_ms, self.reference_ms)
+
+
+def target_observation(target_ms: float | None, reference_ms: float | None) -> np.ndarray:
+    """The observation (:data:`OBSERVATION_LAYOUT`): the latency target over the preset's reference target, or 1
+    when there is no target; the environment and a trained controller both compute it here."""
+    ratio = 1.0 if target_ms is None or reference_ms is None else target_ms / reference_ms
+    return np.array([ratio], dtype=np.float32)
 
 
 def checked_target(preset: EnvPreset, target_ms: float) -> float:

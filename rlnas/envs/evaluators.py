@@ -5,6 +5,7 @@ fine-tune, evaluate validation accuracy, measure latency, count FLOPs and parame
 ``SupernetEvaluator`` (:mod:`rlnas.envs.supernet_evaluator`): inherit the child's weights from a trained
 weight-sharing supernet, recalibrate BatchNorm, evaluate and measure.
 ``TabularEvaluator`` (:mod:`rlnas.envs.tabular`): read the metrics from a benchmark table.
+:func:`rlnas.envs.evaluator_factory.make_evaluator` builds the one a preset asks for.
 
 Every evaluator has ``settings``: everything besides the architecture that decides its result. With the
 space fingerprint and the architecture it makes the :func:`cache_key` under which a result is stored and reused.
@@ -16,7 +17,6 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import torch
@@ -24,8 +24,8 @@ import torch
 from rlnas.config import EnvPreset, TrainConfig
 from rlnas.latency import count_flops, count_params
 from rlnas.latency.source import LatencySource, latency_source
-from rlnas.pruning import prune_child
-from rlnas.space import Arch, ChildNet, SearchSpace, build_model
+from rlnas.pruning import build_model, prune_child
+from rlnas.space import Arch, ChildNet, SearchSpace
 from rlnas.training.data import DataSplits, Split, dataset_shape, load_data
 from rlnas.training.trainer import TrainingDiverged, accuracy, fit, recalibrate_bn
 
@@ -211,26 +211,3 @@ class ScratchEvaluator:
             latency=self.latency, input_shape=self.space.input_shape, params_unpruned=params_unpruned,
             train_s=train_s, prune_s=prune_s, finetune_s=finetune_s,
         )  # fmt: skip
-
-
-def make_evaluator(preset: EnvPreset, device: str = "cpu", supernet: str | Path | None = None) -> Evaluator:
-    """The evaluator the preset asks for (``scratch`` trains children; ``tabular`` looks them up).
-
-    ``supernet`` evaluates children of the supernet saved at ``supernet`` (its space checked), or, without a
-    file, of one trained first in memory (``rlnas search`` trains it into the run folder instead).
-    """
-    if preset.evaluator == "tabular":
-        from rlnas.envs.tabular import TabularEvaluator
-
-        return TabularEvaluator(preset)
-    if preset.evaluator == "supernet":
-        from rlnas.envs.supernet_evaluator import SupernetEvaluator, train_preset_supernet
-        from rlnas.training.supernet import load_supernet
-
-        data = load_data(preset.data)
-        if supernet is not None:
-            net, _ = load_supernet(supernet, space_for(preset), device)
-        else:
-            net = train_preset_supernet(preset, data, device=device)
-        return SupernetEvaluator(preset, net, device, data)
-    return ScratchEvaluator(preset, device)

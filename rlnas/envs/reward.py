@@ -16,13 +16,11 @@ A child whose training diverged gets ``failure_reward``.
 
 from __future__ import annotations
 
-import functools
-import importlib
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from rlnas.config import RewardConfig
+from rlnas.reward_function import import_reward_function
 
 
 @dataclass(frozen=True)
@@ -63,18 +61,6 @@ def budget_reward(accuracy: float, cost: float, target: float, penalty: float) -
 def child_cost(cfg: RewardConfig, latency_ms: float, flops: int) -> float:
     """The child's cost in the reward's unit."""
     return flops / 1e6 if cfg.cost == "flops" else latency_ms
-
-
-@functools.cache
-def import_reward_function(path: str) -> Callable[..., float]:
-    """The function named by ``"package.module:name"``."""
-    module, sep, name = path.partition(":")
-    if not sep or not module or not name:
-        raise ValueError(f"{path!r} is not of the form 'package.module:function'")
-    function = getattr(importlib.import_module(module), name)
-    if not callable(function):
-        raise ValueError(f"{path!r} is not callable")
-    return function
 
 
 def compute_reward(
