@@ -18,8 +18,8 @@ from rlnas.budget import Budget
 from rlnas.config import ConfigError, EnvPreset
 from rlnas.latency.flops import count_flops, layer_flops
 from rlnas.latency.source import latency_source
-from rlnas.pruning import prune_child
-from rlnas.space import Arch, ChildNet, SearchSpace, build_model
+from rlnas.pruning import build_model, prune_child
+from rlnas.space import Arch, ChildNet, SearchSpace
 
 TOLERANCE = 0.95
 """A target is refused below this fraction of the cheapest child's cost (timings vary by a few percent)."""
