@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import importlib
+import math
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -22,6 +25,14 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A preset is malformed; the message names the key and the fix."""
+
+
+MAX_WIDTH = 4096
+"""The most channels a stem or stage may have (wider layers do not fit in memory on a single device)."""
+MAX_LAYERS = 64
+"""The most searchable layers a stage may have."""
+MAX_IMAGE_SIZE = 1024
+"""The largest side ``data.image_size`` may resize images to."""
 
 
 # ----------------------------------------------------------------------------------------------- env preset
@@ -335,10 +346,7 @@ def _load(
     else:
         path = resolve_preset(source, kind)
         where = str(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{where}: not valid YAML: {err}") from err
+        data = read_yaml(path)
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping of keys at the top level, found {type(data).__name__}")
         data.setdefault("name", path.stem)
@@ -365,11 +373,33 @@ def _apply_override(data: dict, override: str, where: str) -> None:
         else:
             raise ConfigError(f"{where}: override {override!r}: {'.'.join(parts[:depth])} has no item {part!r}")
         if depth == len(parts) - 1:
-            node[index] = yaml.safe_load(text)
+            try:
+                node[index] = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                problem = yaml_problem(err)
+                raise ConfigError(f"{where}: override {override!r}: the value is not valid YAML ({problem})") from None
             return
         if isinstance(node, dict) and part not in node:
             node[part] = {}
         node = node[index]
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``; a one-line :class:`ConfigError` naming the file and the line if it is not YAML."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a YAML text file ({err.reason} at byte {err.start})") from None
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: the problem and where it is (line and column, counted from 1)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 def _build(cls: type[T], data: Any, prefix: str) -> T:
@@ -408,13 +438,24 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, found {value!r}")
         return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
-    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+    if tp is float and not isinstance(value, bool) and isinstance(value, int | float | str):
+        return _finite(value, key)
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp in (str, bool) and isinstance(value, tp):
         return value
     raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, found {value!r}")
+
+
+def _finite(value: float | str, key: str) -> float:
+    """``value`` as a finite float; numeric strings count, as YAML 1.1 reads ``1e-3`` (no dot) as a string."""
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{key}: expected float, found {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected a finite number")
+    return number
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -426,12 +467,14 @@ def _validate_env(p: EnvPreset) -> None:
     from rlnas.space.ops import OPERATORS
 
     s = p.space
-    _check(s.stem_width > 0, "space.stem_width", s.stem_width, "a positive number of channels")
+    channels = f"a positive number of channels, at most {MAX_WIDTH}"
+    _check(0 < s.stem_width <= MAX_WIDTH, "space.stem_width", s.stem_width, channels)
     _check(s.stem_stride in (1, 2), "space.stem_stride", s.stem_stride, "1 or 2")
     _check(len(s.stages) > 0, "space.stages", [], "at least one stage")
     for i, st in enumerate(s.stages):
-        _check(st.layers > 0, f"space.stages[{i}].layers", st.layers, "a positive number of layers")
-        _check(st.width > 0, f"space.stages[{i}].width", st.width, "a positive number of channels")
+        layers = f"a positive number of layers, at most {MAX_LAYERS}"
+        _check(0 < st.layers <= MAX_LAYERS, f"space.stages[{i}].layers", st.layers, layers)
+        _check(0 < st.width <= MAX_WIDTH, f"space.stages[{i}].width", st.width, channels)
         _check(st.stride in (1, 2), f"space.stages[{i}].stride", st.stride, "1 or 2")
     _check(len(s.operators) > 0, "space.operators", [], f"a non-empty list from: {', '.join(OPERATORS)}")
     for i, op in enumerate(s.operators):
@@ -447,10 +490,12 @@ def _validate_env(p: EnvPreset) -> None:
     _check(t.batch_size > 0, "train.batch_size", t.batch_size, "a positive integer")
     _check(t.lr > 0, "train.lr", t.lr, "a positive learning rate")
     _check(t.finetune_lr > 0, "train.finetune_lr", t.finetune_lr, "a positive learning rate")
+    _check(t.threads is None or t.threads > 0, "train.threads", t.threads, "a positive number of threads or null")
     d = p.data
     _check(d.val_size > 0, "data.val_size", d.val_size, "a positive number of examples")
     _check(d.train_subset is None or d.train_subset > 0, "data.train_subset", d.train_subset, "positive or null")
-    _check(d.image_size is None or d.image_size > 0, "data.image_size", d.image_size, "a positive side or null")
+    side = f"a positive side of at most {MAX_IMAGE_SIZE} pixels, or null"
+    _check(d.image_size is None or 0 < d.image_size <= MAX_IMAGE_SIZE, "data.image_size", d.image_size, side)
     _validate_reward(p.reward)
     _validate_table(p)
     _validate_supernet(p.supernet)
@@ -460,6 +505,16 @@ def _validate_env(p: EnvPreset) -> None:
     _check(lat.threads > 0, "latency.threads", lat.threads, "a positive integer")
     _check(lat.batch_size > 0, "latency.batch_size", lat.batch_size, "a positive integer")
     _check(lat.device.split(":")[0] in ("cpu", "cuda"), "latency.device", lat.device, "cpu or cuda")
+    _check(
+        lat.device.startswith("cpu") or lat.source == "table" or _cuda_available(), "latency.device", lat.device,
+        "cpu on this machine (torch sees no CUDA device), or latency.source: table with a table built on that device",
+    )  # fmt: skip
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _validate_reward(r: RewardConfig) -> None:
@@ -475,13 +530,23 @@ def _validate_reward(r: RewardConfig) -> None:
             )
         _check(value is None or value > 0, f"reward.{key}", value, f"a positive target in {unit}")
     _check(r.kind != "custom" or bool(r.function), "reward.function", r.function, "'module:function' for kind custom")
-    if r.function:
-        from rlnas.envs.reward import import_reward_function
-
+    if r.kind == "custom":  # a function named for another kind is not imported: importing runs its module's code
         try:
-            import_reward_function(r.function)
+            import_function(r.function)
         except (ImportError, AttributeError, ValueError) as err:
             raise ConfigError(f"reward.function: {r.function!r} cannot be imported ({err})") from None
+
+
+@functools.cache
+def import_function(path: str) -> Callable[..., Any]:
+    """The callable named by ``"package.module:name"`` (``reward.function``)."""
+    module, sep, name = path.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"{path!r} is not of the form 'package.module:function'")
+    function = getattr(importlib.import_module(module), name)
+    if not callable(function):
+        raise ValueError(f"{path!r} is not callable")
+    return function
 
 
 def _validate_table(p: EnvPreset) -> None:

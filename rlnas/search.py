@@ -7,16 +7,21 @@ only) and ``summary.json`` / ``summary.md`` (the best children).
 
 The budget is ``evaluations`` distinct children: a child the store already holds is answered from it at no cost
 (a cache hit) and does not count. ``max_steps`` (default ten times the budget) bounds the steps, hits included,
-for a policy that keeps proposing children it has seen.
+for a policy that keeps proposing children it has seen. ``resume_search`` may raise both (docs/inputs.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
 import os
+import shutil
+import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,18 +54,21 @@ from rlnas.config import (
     PPOPreset,
     load_agent_preset,
     load_env_preset,
+    read_yaml,
     to_dict,
 )
 from rlnas.envs.child_net import ChildNetEnv, checked_target
-from rlnas.envs.evaluators import Evaluator, make_evaluator, space_for
-from rlnas.envs.supernet_evaluator import supernet_for_run
+from rlnas.envs.evaluators import Evaluator, checked_device, make_evaluator, space_for
+from rlnas.envs.supernet_evaluator import SUPERNET_FILE, supernet_for_run
 from rlnas.space import SearchSpace
-from rlnas.store import EvaluationStore
+from rlnas.store import EvaluationStore, StoreError
 
 STORE_FILE = "evaluations.sqlite"
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 DEFAULT_STEPS_PER_EVALUATION = 10
+MAX_RUN_NAME = 200
+"""The longest run folder name, in UTF-8 bytes (file systems allow 255)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,19 @@ class SearchResult:
 def default_run_name(env: EnvPreset, agent: AgentPreset, seed: int) -> str:
     """``{preset}__{strategy}__{seed}__{unix_time}``, as CleanRL names runs."""
     return f"{env.name}__{agent.algo}__{seed}__{int(time.time())}"
+
+
+def checked_run_name(name: str) -> str:
+    """``name`` if it names one folder directly inside the runs folder; else a one-line ``ValueError``."""
+    separators = {"/", os.sep, os.altsep or "/", "\0"}
+    if name in ("", ".", "..") or any(sep in name for sep in separators):
+        raise ValueError(
+            f"--run-name {name!r} must be a plain folder name inside --runs-dir (no path separators, not '.' or "
+            "'..'): put the folder elsewhere with --runs-dir"
+        )
+    if len(name.encode()) > MAX_RUN_NAME:
+        raise ValueError(f"--run-name is {len(name.encode())} bytes long; give at most {MAX_RUN_NAME}")
+    return name
 
 
 def run_search(
@@ -127,9 +148,12 @@ def run_search(
             f"--supernet was given but env preset {env_preset.name!r} uses evaluator {env_preset.evaluator}: "
             "add --set evaluator=supernet, or drop --supernet"
         )
-    run_dir = Path(runs_dir) / (run_name or default_run_name(env_preset, agent_preset, seed))
+    if evaluator is None:
+        checked_device(device)
+    run_dir = Path(runs_dir) / checked_run_name(run_name or default_run_name(env_preset, agent_preset, seed))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} already exists and is not empty: choose another --run-name or remove it")
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "strategy": agent_preset.algo, "evaluations": evaluations, "max_steps": max_steps, "n_envs": n_envs,
@@ -139,10 +163,53 @@ def run_search(
         "plot_every": plot_every, "supernet": str(supernet) if supernet else None,
     }  # fmt: skip
     resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
-    if command:
-        (run_dir / "command.txt").write_text(command + "\n")
-    return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=False)
+    try:
+        with _resumable(run_dir):
+            (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
+            if command:
+                (run_dir / "command.txt").write_text(command + "\n")
+            return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=False)
+    except BaseException:
+        _remove_if_unused(run_dir, created)
+        raise
+
+
+def _remove_if_unused(run_dir: Path, created: bool) -> None:
+    """After a failed start: empty ``run_dir`` (and remove it if this start ``created`` it) unless it holds an
+    evaluated child or a trained supernet, so the name can be used again."""
+    store = run_dir / STORE_FILE
+    try:
+        if (run_dir / SUPERNET_FILE).exists() or (store.is_file() and _count(store) > 0):
+            return
+    except (StoreError, ValueError, sqlite3.Error):  # an unreadable store is left for the user to inspect
+        return
+    for item in run_dir.iterdir():
+        shutil.rmtree(item) if item.is_dir() else item.unlink()
+    if created:
+        run_dir.rmdir()
+
+
+def _count(store_path: Path) -> int:
+    store = EvaluationStore(store_path)
+    try:
+        return len(store)
+    finally:
+        store.close()
+
+
+@contextmanager
+def _resumable(run_dir: Path) -> Iterator[None]:
+    """Turn a full disk into a one-line :class:`~rlnas.store.StoreError` that says the store is intact and how
+    to continue (every evaluation is committed whole, or rolled back)."""
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as err:
+        if not (getattr(err, "errno", None) == errno.ENOSPC or "database or disk is full" in str(err)):
+            raise
+        raise StoreError(
+            f"the disk is full ({err}); {run_dir / STORE_FILE} is intact (every child evaluated so far is in it): "
+            f"free some space, then continue with `rlnas search --resume {run_dir}`"
+        ) from err
 
 
 def read_run_config(run_dir: str | Path) -> dict:
@@ -150,23 +217,31 @@ def read_run_config(run_dir: str | Path) -> dict:
     config_file = Path(run_dir) / CONFIG_FILE
     if not config_file.is_file():
         raise FileNotFoundError(f"no {CONFIG_FILE} in {run_dir}: give a run folder written by `rlnas search`")
-    resolved = yaml.safe_load(config_file.read_text())
-    if not isinstance(resolved, dict) or "env" not in resolved:
+    resolved = read_yaml(config_file)
+    if not isinstance(resolved, dict) or not all(isinstance(resolved.get(k), dict) for k in ("env", "agent", "search")):
         raise ConfigError(f"{config_file} is not a run configuration written by `rlnas search`")
     return resolved
 
 
 def resume_search(
-    run_dir: str | Path, *, progress_bar: bool = True, evaluator: Evaluator | None = None
+    run_dir: str | Path,
+    *,
+    evaluations: int | None = None,
+    max_steps: int | None = None,
+    progress_bar: bool = True,
+    evaluator: Evaluator | None = None,
 ) -> SearchResult:
     """Continue a search that stopped (killed, crashed or interrupted) from its run folder.
 
     PPO restarts from the last checkpoint; the steps after it are proposed again and answered from the store,
-    so no child is evaluated twice and the run ends with the planned number of evaluations.
+    so no child is evaluated twice and the run ends with the planned number of evaluations. ``evaluations`` and
+    ``max_steps`` raise the run's budget (a finished run then continues; see :func:`extended_budget`).
     """
     run_dir = Path(run_dir)
     resolved = read_run_config(run_dir)
     settings = resolved.get("search", {})
+    if evaluations is not None or max_steps is not None:
+        settings = extended_budget(settings, evaluations, max_steps)
     if settings.get("rlnas_version") != rlnas.__version__:
         raise ConfigError(
             f"{run_dir} was written by rlnas {settings.get('rlnas_version')!r}, this is {rlnas.__version__}: "
@@ -181,7 +256,39 @@ def resume_search(
         )
     if _finished(run_dir, settings):
         return _result(run_dir, agent_preset)
-    return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=True)
+    with _resumable(run_dir):
+        if settings != resolved["search"]:  # the raised budget is the run's from now on
+            _write_config(run_dir, {**resolved, "search": settings})
+        return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=True)
+
+
+def extended_budget(settings: dict, evaluations: int | None, max_steps: int | None) -> dict:
+    """The run's ``settings`` with its budget raised to ``evaluations`` distinct children and ``max_steps`` steps.
+
+    Neither may be lowered. Without ``max_steps``, the step bound grows with the budget: it becomes the larger of
+    the run's and ten times ``evaluations``.
+    """
+    new_evaluations = settings["evaluations"] if evaluations is None else evaluations
+    if new_evaluations < settings["evaluations"]:
+        raise ValueError(
+            f"--evaluations {evaluations} with --resume would lower the run's budget of {settings['evaluations']}: "
+            "a resumed run can only raise it"
+        )
+    if max_steps is None:
+        max_steps = max(settings["max_steps"], DEFAULT_STEPS_PER_EVALUATION * new_evaluations)
+    if max_steps < max(settings["max_steps"], new_evaluations):
+        raise ValueError(
+            f"--max-steps {max_steps} with --resume must be at least the run's {settings['max_steps']} and the "
+            f"number of evaluations ({new_evaluations})"
+        )
+    return {**settings, "evaluations": new_evaluations, "max_steps": max_steps}
+
+
+def _write_config(run_dir: Path, resolved: dict) -> None:
+    """Replace the run's ``config.yaml`` whole (written beside it, then renamed), so a crash cannot truncate it."""
+    partial = run_dir / f".{CONFIG_FILE}.partial"
+    partial.write_text(yaml.safe_dump(resolved, sort_keys=False))
+    partial.replace(run_dir / CONFIG_FILE)
 
 
 def _finished(run_dir: Path, settings: dict) -> bool:
