@@ -71,8 +71,7 @@ def main() -> None:
     record(
         "step_time",
         "Step time of the default preset (bench/step_time.py)",
-        "One environment step of the default preset split into its phases, for small, middle and large "
-        "children.",
+        "One environment step of the default preset split into its phases, for small, middle and large children.",
         table,
         headlines,
     )

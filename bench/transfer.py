@@ -118,8 +118,7 @@ def main() -> None:
     record(
         "transfer",
         "Transfer of a trained controller (NAS-Bench-Macro)",
-        "How many evaluations a PPO policy started from a trained controller needs, against one started "
-        "from scratch.",
+        "How many evaluations a PPO policy started from a trained controller needs, against one started from scratch.",
         table,
         headlines,
     )

@@ -533,8 +533,9 @@ def _validate_reward(r: RewardConfig) -> None:
     if r.kind == "custom":  # a function named for another kind is not imported: importing runs its module's code
         try:
             import_function(r.function)
-        except (ImportError, AttributeError, ValueError) as err:
-            raise ConfigError(f"reward.function: {r.function!r} cannot be imported ({err})") from None
+        except Exception as err:  # importing runs the module's code, which may fail in any way
+            problem = " ".join(f"{type(err).__name__}: {err}".split())
+            raise ConfigError(f"reward.function: {r.function!r} cannot be imported ({problem})") from None
 
 
 @functools.cache

@@ -88,7 +88,8 @@ class EvaluationStore:
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite has already rolled back after some errors, e.g. a full disk
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 

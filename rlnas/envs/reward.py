@@ -75,7 +75,8 @@ def compute_reward(
     except ArithmeticError as err:
         raise RewardError(f"reward.kind {cfg.kind}: {_one_line(err)}") from err
     if not math.isfinite(terms.reward):
-        raise RewardError(f"reward.kind {cfg.kind} gave {terms.reward}, not a finite number")
+        source = f"reward.function {cfg.function}" if cfg.kind == "custom" else f"reward.kind {cfg.kind}"
+        raise RewardError(f"{source} gave {terms.reward}, not a finite number")
     return terms
 
 
