@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import importlib
 import math
+import reprlib
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -362,8 +363,9 @@ def _load(
 
 def _apply_override(data: dict, override: str, where: str) -> None:
     key, sep, text = override.partition("=")
+    context = f"{where}: override {_shown(override)}"
     if not sep or not key.strip():
-        raise ConfigError(f"{where}: override {override!r}: expected KEY=VALUE, e.g. train.steps=50")
+        raise ConfigError(f"{context}: expected KEY=VALUE, e.g. train.steps=50")
     parts, node = key.strip().split("."), data
     for depth, part in enumerate(parts):
         if isinstance(node, list) and part.isdigit() and int(part) < len(node):
@@ -371,13 +373,9 @@ def _apply_override(data: dict, override: str, where: str) -> None:
         elif isinstance(node, dict):
             index = part
         else:
-            raise ConfigError(f"{where}: override {override!r}: {'.'.join(parts[:depth])} has no item {part!r}")
+            raise ConfigError(f"{context}: {'.'.join(parts[:depth])} has no item {_shown(part)}")
         if depth == len(parts) - 1:
-            try:
-                node[index] = yaml.safe_load(text)
-            except yaml.YAMLError as err:
-                problem = yaml_problem(err)
-                raise ConfigError(f"{where}: override {override!r}: the value is not valid YAML ({problem})") from None
+            node[index] = _parse_yaml(text, f"{context}: the value is not valid YAML")
             return
         if isinstance(node, dict) and part not in node:
             node[part] = {}
@@ -387,29 +385,44 @@ def _apply_override(data: dict, override: str, where: str) -> None:
 def read_yaml(path: Path) -> Any:
     """The YAML document in ``path``; a one-line :class:`ConfigError` naming the file and the line if it is not YAML."""
     try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}") from None
+        text = path.read_text()
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a YAML text file ({err.reason} at byte {err.start})") from None
+    return _parse_yaml(text, f"{path}: not valid YAML")
 
 
-def yaml_problem(err: yaml.YAMLError) -> str:
-    """PyYAML's error on one line: the problem and where it is (line and column, counted from 1)."""
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return " ".join(f"{problem}{where}".split())
+def _parse_yaml(text: str, context: str) -> Any:
+    """``yaml.safe_load(text)``; PyYAML's error on one line after ``context``: the problem, line and column."""
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{context}: nested too deeply") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(f"{getattr(err, 'problem', None) or err}{where}".split())
+        raise ConfigError(f"{context}: {problem}") from None
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, shortened for messages (a value may be long, deeply nested or self-referencing)."""
+    return _REPR.repr(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel = 3
 
 
 def _build(cls: type[T], data: Any, prefix: str) -> T:
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'preset'}: expected a mapping, found {data!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'preset'}: expected a mapping, found {_shown(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(map(str, set(data) - set(fields)))
     if unknown:
-        raise ConfigError(f"unknown key {prefix}{unknown[0]!s}; allowed keys here: {', '.join(fields)}")
+        name = unknown[0] if unknown[0].isprintable() else repr(unknown[0])
+        raise ConfigError(f"unknown key {prefix}{name}; allowed keys here: {', '.join(fields)}")
     kwargs = {}
     for name, f in fields.items():
         key = f"{prefix}{name}"
@@ -432,11 +445,11 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return _coerce(inner, value, key)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, args))}")
+            raise ConfigError(f"{key}: {_shown(value)} is not allowed; choose one of {', '.join(map(str, args))}")
         return value
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, found {value!r}")
+            raise ConfigError(f"{key}: expected a list, found {_shown(value)}")
         return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
     if tp is float and not isinstance(value, bool) and isinstance(value, int | float | str):
         return _finite(value, key)
@@ -444,7 +457,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return value
     if tp in (str, bool) and isinstance(value, tp):
         return value
-    raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, found {value!r}")
+    raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, found {_shown(value)}")
 
 
 def _finite(value: float | str, key: str) -> float:
@@ -452,15 +465,15 @@ def _finite(value: float | str, key: str) -> float:
     try:
         number = float(value)
     except (ValueError, OverflowError):
-        raise ConfigError(f"{key}: expected float, found {value!r}") from None
+        raise ConfigError(f"{key}: expected float, found {_shown(value)}") from None
     if not math.isfinite(number):
-        raise ConfigError(f"{key}: {value!r} is not allowed; expected a finite number")
+        raise ConfigError(f"{key}: {_shown(value)} is not allowed; expected a finite number")
     return number
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
-        raise ConfigError(f"{key}: {value!r} is not allowed; expected {allowed}")
+        raise ConfigError(f"{key}: {_shown(value)} is not allowed; expected {allowed}")
 
 
 def _validate_env(p: EnvPreset) -> None:
