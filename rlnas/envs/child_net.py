@@ -28,7 +28,8 @@ class ChildNetEnv(gym.Env):
 
     ## Action Space
     ``MultiDiscrete([n_ops, n_keeps] * layers)``: for every searchable layer, a 0-based index into the
-    space's operators and one into its keep-ratios (see :class:`rlnas.space.SearchSpace`).
+    space's operators and one into its keep-ratios (see :class:`rlnas.space.SearchSpace`). Whole numbers given as
+    floats (``2.0``) are accepted; anything else (``1.9``, out of range, the wrong length) raises ``ValueError``.
 
     ## Observation Space
     ``Box(0, 100, (1,), float32)``: the latency target divided by the preset's ``reward.target_ms``
