@@ -7,21 +7,16 @@ only) and ``summary.json`` / ``summary.md`` (the best children).
 
 The budget is ``evaluations`` distinct children: a child the store already holds is answered from it at no cost
 (a cache hit) and does not count. ``max_steps`` (default ten times the budget) bounds the steps, hits included,
-for a policy that keeps proposing children it has seen. ``resume_search`` may raise both (docs/inputs.md).
+for a policy that keeps proposing children it has seen. ``resume_search`` can raise both (docs/inputs.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import functools
 import json
 import os
-import shutil
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,16 +54,21 @@ from rlnas.config import (
 )
 from rlnas.envs.child_net import ChildNetEnv, checked_target
 from rlnas.envs.evaluators import Evaluator, checked_device, make_evaluator, space_for
-from rlnas.envs.supernet_evaluator import SUPERNET_FILE, supernet_for_run
+from rlnas.envs.supernet_evaluator import supernet_for_run
+from rlnas.run_folder import (
+    CONFIG_FILE,
+    DEFAULT_STEPS_PER_EVALUATION,
+    STORE_FILE,
+    checked_run_name,
+    extended_budget,
+    remove_if_unused,
+    resumable,
+    write_config,
+)
 from rlnas.space import SearchSpace
-from rlnas.store import EvaluationStore, StoreError
+from rlnas.store import EvaluationStore
 
-STORE_FILE = "evaluations.sqlite"
-CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
-DEFAULT_STEPS_PER_EVALUATION = 10
-MAX_RUN_NAME = 200
-"""The longest run folder name, in UTF-8 bytes (file systems allow 255)."""
 
 
 @dataclass(frozen=True)
@@ -84,19 +84,6 @@ class SearchResult:
 def default_run_name(env: EnvPreset, agent: AgentPreset, seed: int) -> str:
     """``{preset}__{strategy}__{seed}__{unix_time}``, as CleanRL names runs."""
     return f"{env.name}__{agent.algo}__{seed}__{int(time.time())}"
-
-
-def checked_run_name(name: str) -> str:
-    """``name`` if it names one folder directly inside the runs folder; else a one-line ``ValueError``."""
-    separators = {"/", os.sep, os.altsep or "/", "\0"}
-    if name in ("", ".", "..") or any(sep in name for sep in separators):
-        raise ValueError(
-            f"--run-name {name!r} must be a plain folder name inside --runs-dir (no path separators, not '.' or "
-            "'..'): put the folder elsewhere with --runs-dir"
-        )
-    if len(name.encode()) > MAX_RUN_NAME:
-        raise ValueError(f"--run-name is {len(name.encode())} bytes long; give at most {MAX_RUN_NAME}")
-    return name
 
 
 def run_search(
@@ -164,52 +151,14 @@ def run_search(
     }  # fmt: skip
     resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
     try:
-        with _resumable(run_dir):
+        with resumable(run_dir):
             (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
             if command:
                 (run_dir / "command.txt").write_text(command + "\n")
             return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=False)
     except BaseException:
-        _remove_if_unused(run_dir, created)
+        remove_if_unused(run_dir, created)
         raise
-
-
-def _remove_if_unused(run_dir: Path, created: bool) -> None:
-    """After a failed start: empty ``run_dir`` (and remove it if this start ``created`` it) unless it holds an
-    evaluated child or a trained supernet, so the name can be used again."""
-    store = run_dir / STORE_FILE
-    try:
-        if (run_dir / SUPERNET_FILE).exists() or (store.is_file() and _count(store) > 0):
-            return
-    except (StoreError, ValueError, sqlite3.Error):  # an unreadable store is left for the user to inspect
-        return
-    for item in run_dir.iterdir():
-        shutil.rmtree(item) if item.is_dir() else item.unlink()
-    if created:
-        run_dir.rmdir()
-
-
-def _count(store_path: Path) -> int:
-    store = EvaluationStore(store_path)
-    try:
-        return len(store)
-    finally:
-        store.close()
-
-
-@contextmanager
-def _resumable(run_dir: Path) -> Iterator[None]:
-    """Turn a full disk into a one-line :class:`~rlnas.store.StoreError` that says the store is intact and how
-    to continue (every evaluation is committed whole, or rolled back)."""
-    try:
-        yield
-    except (OSError, sqlite3.OperationalError) as err:
-        if not (getattr(err, "errno", None) == errno.ENOSPC or "database or disk is full" in str(err)):
-            raise
-        raise StoreError(
-            f"the disk is full ({err}); {run_dir / STORE_FILE} is intact (every child evaluated so far is in it): "
-            f"free some space, then continue with `rlnas search --resume {run_dir}`"
-        ) from err
 
 
 def read_run_config(run_dir: str | Path) -> dict:
@@ -256,39 +205,10 @@ def resume_search(
         )
     if _finished(run_dir, settings):
         return _result(run_dir, agent_preset)
-    with _resumable(run_dir):
+    with resumable(run_dir):
         if settings != resolved["search"]:  # the raised budget is the run's from now on
-            _write_config(run_dir, {**resolved, "search": settings})
+            write_config(run_dir, {**resolved, "search": settings})
         return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=True)
-
-
-def extended_budget(settings: dict, evaluations: int | None, max_steps: int | None) -> dict:
-    """The run's ``settings`` with its budget raised to ``evaluations`` distinct children and ``max_steps`` steps.
-
-    Neither may be lowered. Without ``max_steps``, the step bound grows with the budget: it becomes the larger of
-    the run's and ten times ``evaluations``.
-    """
-    new_evaluations = settings["evaluations"] if evaluations is None else evaluations
-    if new_evaluations < settings["evaluations"]:
-        raise ValueError(
-            f"--evaluations {evaluations} with --resume would lower the run's budget of {settings['evaluations']}: "
-            "a resumed run can only raise it"
-        )
-    if max_steps is None:
-        max_steps = max(settings["max_steps"], DEFAULT_STEPS_PER_EVALUATION * new_evaluations)
-    if max_steps < max(settings["max_steps"], new_evaluations):
-        raise ValueError(
-            f"--max-steps {max_steps} with --resume must be at least the run's {settings['max_steps']} and the "
-            f"number of evaluations ({new_evaluations})"
-        )
-    return {**settings, "evaluations": new_evaluations, "max_steps": max_steps}
-
-
-def _write_config(run_dir: Path, resolved: dict) -> None:
-    """Replace the run's ``config.yaml`` whole (written beside it, then renamed), so a crash cannot truncate it."""
-    partial = run_dir / f".{CONFIG_FILE}.partial"
-    partial.write_text(yaml.safe_dump(resolved, sort_keys=False))
-    partial.replace(run_dir / CONFIG_FILE)
 
 
 def _finished(run_dir: Path, settings: dict) -> bool:
