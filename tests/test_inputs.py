@@ -12,7 +12,7 @@ import yaml
 from conftest import FakeEvaluator
 
 from rlnas.cli import main
-from rlnas.config import MAX_WIDTH, ConfigError, load_env_preset, to_dict
+from rlnas.config import MAX_WIDTH, ConfigError, load_agent_preset, load_env_preset, to_dict
 from rlnas.envs.child_net import ChildNetEnv
 from rlnas.envs.evaluators import space_for
 from rlnas.search import read_run_config, resume_search, run_search
@@ -34,6 +34,10 @@ def one_line_error(capsys, argv: list[str], code: int = 2) -> str:
 def test_numeric_strings_are_floats(text, value):
     """YAML 1.1 reads 1e-3 (no dot) as a string; a float key takes it as the number it spells."""
     assert load_env_preset("digits", [f"train.lr={text}"]).train.lr == value
+
+
+def test_agent_presets_take_numeric_strings_too():
+    assert load_agent_preset({"name": "x"}, ["learning_rate=3e-4"]).learning_rate == 3e-4
 
 
 def test_a_preset_file_may_write_lr_as_1e_3(tmp_path):
