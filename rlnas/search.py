@@ -7,7 +7,7 @@ only) and ``summary.json`` / ``summary.md`` (the most accurate children within t
 
 The budget is ``evaluations`` distinct children: a child the store already holds is answered from it at no cost
 (a cache hit) and does not count. ``max_steps`` (default ten times the budget) bounds the steps, hits included,
-for a policy that keeps proposing children it has seen.
+for a policy that keeps proposing children it has seen. ``resume_search`` can raise both (docs/inputs.md).
 """
 
 from __future__ import annotations
@@ -50,20 +50,28 @@ from rlnas.config import (
     PPOPreset,
     load_agent_preset,
     load_env_preset,
+    read_yaml,
     to_dict,
 )
 from rlnas.envs.child_net import ChildNetEnv, checked_target
 from rlnas.envs.evaluator_factory import make_evaluator
-from rlnas.envs.evaluators import Evaluator, space_for
+from rlnas.envs.evaluators import Evaluator, checked_device, space_for
 from rlnas.envs.supernet_evaluator import supernet_for_run
+from rlnas.run_folder import (
+    CONFIG_FILE,
+    DEFAULT_STEPS_PER_EVALUATION,
+    STORE_FILE,
+    checked_run_name,
+    extended_budget,
+    remove_if_unused,
+    resumable,
+    write_config,
+)
 from rlnas.space import SearchSpace
 from rlnas.store import EvaluationStore
 from rlnas.summary import write_summary
 
-STORE_FILE = "evaluations.sqlite"
-CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
-DEFAULT_STEPS_PER_EVALUATION = 10
 
 
 @dataclass(frozen=True)
@@ -134,9 +142,12 @@ def run_search(
             f"--supernet was given but env preset {env_preset.name!r} uses evaluator {env_preset.evaluator}: "
             "add --set evaluator=supernet, or drop --supernet"
         )
-    run_dir = Path(runs_dir) / (run_name or default_run_name(env_preset, agent_preset, seed))
+    if evaluator is None:
+        checked_device(device)
+    run_dir = Path(runs_dir) / checked_run_name(run_name or default_run_name(env_preset, agent_preset, seed))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} already exists and is not empty: choose another --run-name or remove it")
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "strategy": agent_preset.algo, "evaluations": evaluations, "max_steps": max_steps, "n_envs": n_envs,
@@ -146,10 +157,15 @@ def run_search(
         "plot_every": plot_every, "supernet": str(supernet) if supernet else None,
     }  # fmt: skip
     resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
-    if command:
-        (run_dir / "command.txt").write_text(command + "\n")
-    return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=False)
+    try:
+        with resumable(run_dir):
+            (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
+            if command:
+                (run_dir / "command.txt").write_text(command + "\n")
+            return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=False)
+    except BaseException:
+        remove_if_unused(run_dir, created)
+        raise
 
 
 def read_run_config(run_dir: str | Path) -> dict:
@@ -157,23 +173,31 @@ def read_run_config(run_dir: str | Path) -> dict:
     config_file = Path(run_dir) / CONFIG_FILE
     if not config_file.is_file():
         raise FileNotFoundError(f"no {CONFIG_FILE} in {run_dir}: give a run folder written by `rlnas search`")
-    resolved = yaml.safe_load(config_file.read_text())
-    if not isinstance(resolved, dict) or "env" not in resolved:
+    resolved = read_yaml(config_file)
+    if not isinstance(resolved, dict) or not all(isinstance(resolved.get(k), dict) for k in ("env", "agent", "search")):
         raise ConfigError(f"{config_file} is not a run configuration written by `rlnas search`")
     return resolved
 
 
 def resume_search(
-    run_dir: str | Path, *, progress_bar: bool = True, evaluator: Evaluator | None = None
+    run_dir: str | Path,
+    *,
+    evaluations: int | None = None,
+    max_steps: int | None = None,
+    progress_bar: bool = True,
+    evaluator: Evaluator | None = None,
 ) -> SearchResult:
     """Continue a search that stopped (killed, crashed or interrupted) from its run folder.
 
     PPO restarts from the last checkpoint; the steps after it are proposed again and answered from the store,
-    so no child is evaluated twice and the run ends with the planned number of evaluations.
+    so no child is evaluated twice and the run ends with the planned number of evaluations. ``evaluations`` and
+    ``max_steps`` raise the run's budget (a finished run then continues; see :func:`extended_budget`).
     """
     run_dir = Path(run_dir)
     resolved = read_run_config(run_dir)
     settings = resolved.get("search", {})
+    if evaluations is not None or max_steps is not None:
+        settings = extended_budget(settings, evaluations, max_steps)
     if settings.get("rlnas_version") != rlnas.__version__:
         raise ConfigError(
             f"{run_dir} was written by rlnas {settings.get('rlnas_version')!r}, this is {rlnas.__version__}: "
@@ -188,7 +212,10 @@ def resume_search(
         )
     if _finished(run_dir, settings):
         return _result(run_dir, agent_preset, budget_of_run(resolved))
-    return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=True)
+    with resumable(run_dir):
+        if settings != resolved["search"]:  # the raised budget is the run's from now on
+            write_config(run_dir, {**resolved, "search": settings})
+        return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=True)
 
 
 def _finished(run_dir: Path, settings: dict) -> bool:

@@ -34,12 +34,14 @@ from rlnas.training.trainer import TrainingDiverged, accuracy, fit, recalibrate_
 class EvalResult:
     """What one evaluation measured. ``accuracy`` is validation accuracy in [0, 1].
 
+    ``status``: ``diverged`` (training failed) and ``reward_error`` (:func:`rlnas.envs.reward.reward_for`) children
+    get the failure reward; ``reason`` says why.
     ``record_key``: for table lookups, the key of the record that answered (equivalent children share one).
     ``latency_source``: where ``latency_ms`` came from (``measured``, ``table``, ``flops``, ``benchmark``).
     """
 
     arch: str
-    status: Literal["ok", "diverged"]
+    status: Literal["ok", "diverged", "reward_error"]
     accuracy: float
     latency_ms: float
     flops: int
@@ -99,9 +101,12 @@ def space_for(preset: EnvPreset) -> SearchSpace:
 
 def checked_device(device: str) -> torch.device:
     """``device`` as a torch device; a clear error when CUDA is asked for but absent."""
-    checked = torch.device(device)
+    try:
+        checked = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device {device!r} is not a torch device: use cpu or cuda") from None
     if checked.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
     return checked
 
 
