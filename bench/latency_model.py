@@ -23,16 +23,10 @@ from _record import record
 
 from rlnas.config import load_env_preset
 from rlnas.envs.evaluators import space_for
-from rlnas.latency.table import (
-    FITS,
-    LatencyTable,
-    Overhead,
-    kendall_tau,
-    measure_children,
-    plot_validation,
-    spearman_rho,
-    validate,
-)
+from rlnas.latency.build import build_table
+from rlnas.latency.overhead import FITS, Overhead
+from rlnas.latency.timing import measure_children
+from rlnas.latency.validate import kendall_tau, plot_validation, spearman_rho, validate
 
 
 def errors(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
@@ -75,7 +69,7 @@ def main() -> None:
         preset.latency, device="cpu", threads=args.threads, batch_size=args.batch_size, repeats=args.repeats
     )
 
-    table = LatencyTable.build(
+    table = build_table(
         space, cfg, rounds=args.rounds, aggregate=args.aggregate, calibration=args.calibration, seed=args.seed
     )
     if args.table:

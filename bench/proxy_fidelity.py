@@ -25,7 +25,7 @@ from _record import record
 from rlnas.config import load_env_preset
 from rlnas.envs.evaluators import ScratchEvaluator, space_for
 from rlnas.envs.supernet_evaluator import SupernetEvaluator, train_preset_supernet
-from rlnas.latency.table import kendall_tau
+from rlnas.latency.validate import kendall_tau
 from rlnas.space import Arch
 from rlnas.training.data import load_data
 from rlnas.training.supernet import load_supernet

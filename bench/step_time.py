@@ -18,8 +18,7 @@ from _record import record
 from rlnas.config import load_env_preset
 from rlnas.envs.evaluators import ScratchEvaluator
 from rlnas.latency import count_flops, measure_latency
-from rlnas.pruning import prune_child
-from rlnas.space import build_model
+from rlnas.pruning import build_model, prune_child
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ for every layer of a child CNN, and a stable-baselines3 PPO controller that lear
 from gymnasium import register
 
 from rlnas.config import AgentPreset, ConfigError, EnvPreset, load_agent_preset, load_env_preset
-from rlnas.space import Arch, SearchSpace, build_model
+from rlnas.pruning import build_model
+from rlnas.space import Arch, SearchSpace
 
 __version__ = "0.1.0"
 

@@ -4,24 +4,41 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sqlite3
 import sys
 from pathlib import Path
 
 from rlnas.config import STRATEGIES, ConfigError
 from rlnas.training.data import DataError
 
+DEFAULT_EVALUATIONS = 16
+RESUME_KEEPS = ("env", "set", "strategy", "agent", "agent_set", "n_envs", "init_policy", "run_name", "runs_dir",
+                "device", "seed", "target_latency", "supernet", "plot_every")  # fmt: skip
+"""``search`` options a resumed run takes from its own config.yaml (giving them with ``--resume`` is an error)."""
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``rlnas`` console script."""
+    """Entry point of the ``rlnas`` console script.
+
+    An rlnas error ends the command with one line on stderr and no traceback: exit code 2 for bad input (presets,
+    arguments, files), 1 when the machine stops it (a read-only folder, a full disk), 130 on Ctrl-C.
+    """
     args = _parser().parse_args(argv)
     try:
         return args.func(args) or 0
     except (ConfigError, DataError, FileExistsError, FileNotFoundError, ValueError) as err:
-        print(f"rlnas {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return _error(args, err, 2)
+    except (OSError, sqlite3.Error) as err:
+        return _error(args, err, 1)
     except KeyboardInterrupt:
         print(f"rlnas {args.command}: interrupted; every child evaluated so far is in the run's store", file=sys.stderr)
         return 130
+
+
+def _error(args: argparse.Namespace, err: BaseException, code: int) -> int:
+    message = " ".join(line.strip() for line in str(err).splitlines()) or type(err).__name__
+    print(f"rlnas {args.command}: error: {message}", file=sys.stderr)
+    return code
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -29,7 +46,15 @@ def _search(args: argparse.Namespace) -> int:
     from rlnas.search import resume_search, run_search
 
     if args.resume:
-        result = resume_search(args.resume, progress_bar=not args.no_progress)
+        given = [f"--{dest.replace('_', '-')}" for dest in RESUME_KEEPS if getattr(args, dest) != args.defaults[dest]]
+        if given:
+            raise ValueError(
+                f"--resume continues {args.resume} with the settings in its config.yaml; {', '.join(given)} cannot "
+                "change them (only --evaluations and --max-steps, to raise the budget): drop them"
+            )
+        result = resume_search(
+            args.resume, evaluations=args.evaluations, max_steps=args.max_steps, progress_bar=not args.no_progress
+        )
     else:
         agent = load_agent_preset(args.agent or args.strategy or "ppo", args.agent_set)
         if args.strategy and agent.algo != args.strategy:
@@ -37,8 +62,9 @@ def _search(args: argparse.Namespace) -> int:
                 f"--agent {args.agent} is for strategy {agent.algo}, not {args.strategy}: drop one of the two"
             )
         env = load_env_preset(args.env, args.set)
+        evaluations = DEFAULT_EVALUATIONS if args.evaluations is None else args.evaluations
         result = run_search(
-            env, agent, evaluations=args.evaluations, max_steps=args.max_steps, n_envs=args.n_envs,
+            env, agent, evaluations=evaluations, max_steps=args.max_steps, n_envs=args.n_envs,
             run_name=args.run_name, runs_dir=args.runs_dir, device=args.device, seed=args.seed,
             target_latency_ms=args.target_latency, init_policy=args.init_policy,
             progress_bar=not args.no_progress, command=shlex.join(["rlnas", *sys.argv[1:]]),
@@ -49,7 +75,10 @@ def _search(args: argparse.Namespace) -> int:
     print(f"TensorBoard: tensorboard --logdir {result.run_dir}")
     if result.controller is not None:
         print(f"Reuse the policy: rlnas sample --run {result.run_dir} --top-k 5")
-    print(f"Pareto front: rlnas report --run {result.run_dir}; deploy the best: rlnas export --run {result.run_dir}")
+    print(f"Pareto front: rlnas report --run {result.run_dir}")
+    if result.best:
+        print(f"Chosen child: {result.best[0]['arch']} (validation accuracy {result.best[0]['accuracy']:.4f})")
+        print(f"Train it for real and export it: rlnas export --run {result.run_dir}")
     return 0
 
 
@@ -92,6 +121,8 @@ def _report(args: argparse.Namespace) -> int:
     print(f"Pareto front of {args.run} (accuracy up, {COST_LABELS[report.cost]} down): "
           f"{len(report.front)} of {report.evaluated} evaluations")  # fmt: skip
     print(markdown_table(report.front))
+    if report.budget is not None:
+        print(f"budget {report.budget.describe()}: {report.within_budget} of {report.evaluated} children within it")
     print(f"plot: {report.plot}")
     return 0
 
@@ -100,17 +131,18 @@ def _latency_build(args: argparse.Namespace) -> int:
     import dataclasses
 
     from rlnas.config import load_env_preset
-    from rlnas.envs.evaluators import space_for
+    from rlnas.envs.evaluators import checked_device, space_for
     from rlnas.latency import torch_threads
+    from rlnas.latency.build import build_table
     from rlnas.latency.source import default_table_path
-    from rlnas.latency.table import LatencyTable
 
     preset = load_env_preset(args.env, args.set)
     changes = {"device": args.device, "threads": args.threads, "batch_size": args.batch, "repeats": args.repeats}
     cfg = dataclasses.replace(preset.latency, **{k: v for k, v in changes.items() if v is not None})
+    checked_device(cfg.device)
     out = args.out or default_table_path(preset.name, cfg)
     with torch_threads(cfg.threads):
-        table = LatencyTable.build(space_for(preset), cfg, rounds=args.rounds, fit=args.fit)
+        table = build_table(space_for(preset), cfg, rounds=args.rounds, fit=args.fit)
     table.save(out)
     print(
         f"latency table for {preset.name} ({table.device_name}, {cfg.threads} threads, batch {cfg.batch_size}): {out}"
@@ -125,7 +157,8 @@ def _latency_validate(args: argparse.Namespace) -> int:
     import json
 
     from rlnas.latency import torch_threads
-    from rlnas.latency.table import LatencyTable, plot_validation, validate
+    from rlnas.latency.table import LatencyTable
+    from rlnas.latency.validate import plot_validation, validate
     from rlnas.space import SearchSpace
 
     if not args.table.is_file():
@@ -196,7 +229,9 @@ def _parser() -> argparse.ArgumentParser:
         "--agent-set", action="append", default=[], metavar="KEY=VALUE", help="override a strategy preset key"
     )
     search.add_argument(
-        "--evaluations", type=int, default=16, help="distinct children to evaluate (default: %(default)s)"
+        "--evaluations",
+        type=int,
+        help=f"distinct children to evaluate (default: {DEFAULT_EVALUATIONS}; with --resume: raise the run's budget)",
     )
     search.add_argument(
         "--max-steps", type=int, help="most steps, children answered from the store included (default: 10x)"
@@ -204,7 +239,10 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--n-envs", type=int, default=1, help="PPO: children evaluated at once (default: 1)")
     search.add_argument("--init-policy", type=Path, help="PPO: start from a trained controller (run or policy folder)")
     search.add_argument(
-        "--resume", type=Path, metavar="RUN", help="continue a stopped search from its run folder (its own settings)"
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue a stopped search from its run folder, with its own settings (docs/inputs.md)",
     )
     search.add_argument("--run-name", help="folder name under --runs-dir (default: {preset}__ppo__{seed}__{time})")
     search.add_argument("--runs-dir", type=Path, default=Path("runs"), help="(default: %(default)s)")
@@ -219,6 +257,7 @@ def _parser() -> argparse.ArgumentParser:
         "--plot-every", type=int, default=16, help="refresh TensorBoard's Pareto plot every N children (default: 16)"
     )
     search.set_defaults(func=_search)
+    search.set_defaults(defaults={dest: search.get_default(dest) for dest in RESUME_KEEPS})
 
     sample = sub.add_parser("sample", help="propose architectures with a trained controller")
     source = sample.add_mutually_exclusive_group(required=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import reprlib
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -17,11 +19,19 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from rlnas.errors import ConfigError
+from rlnas.presets import resolve_preset
+from rlnas.reward_function import import_reward_function
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A preset is malformed; the message names the key and the fix."""
+MAX_WIDTH = 4096
+"""The most channels a stem or stage may have (wider layers do not fit in memory on a single device)."""
+MAX_LAYERS = 64
+"""The most searchable layers a stage may have."""
+MAX_IMAGE_SIZE = 1024
+"""The largest side ``data.image_size`` may resize images to."""
 
 
 # ----------------------------------------------------------------------------------------------- env preset
@@ -105,19 +115,22 @@ class LatencyConfig:
 class RewardConfig:
     """How accuracy is traded against cost (see :mod:`rlnas.envs.reward` for the formulas).
 
-    ``kind``: ``mnasnet`` (soft, ``acc * (cost / target) ** w``), ``hard`` (alpha=0, beta=-1), ``linear``
+    ``kind``: ``budget`` (the default: the most accurate child with cost <= target; a child over the target
+    loses ``penalty`` x its relative overshoot), ``mnasnet`` (soft, ``acc * (cost / target) ** w``), ``hard``
+    (alpha=0, beta=-1), ``linear``
     (``acc - linear_lambda * cost / target``), ``amc`` (``-(1 - acc) * ln(FLOPs)``), ``accuracy``, or ``custom``
     (``function: "module:name"`` called with accuracy, latency_ms, flops, cost, target; returns the reward).
     ``cost``: ``latency`` (target ``target_ms``) or ``flops`` (target ``target_mflops``).
     """
 
     target_ms: float | None = None
-    kind: Literal["mnasnet", "hard", "linear", "amc", "accuracy", "custom"] = "mnasnet"
+    kind: Literal["budget", "mnasnet", "hard", "linear", "amc", "accuracy", "custom"] = "budget"
     cost: Literal["latency", "flops"] = "latency"
     target_mflops: float | None = None
     alpha: float = -0.07
     beta: float = -0.07
     linear_lambda: float = 0.1
+    penalty: float = 1.0
     function: str | None = None
     failure_reward: float = 0.0
 
@@ -213,6 +226,10 @@ class EnvPreset:
 class PPOPreset:
     """PPO hyperparameters (stable-baselines3 names), tuned for short, expensive searches.
 
+    The defaults are the shipped settings (``agents/ppo.yaml`` documents them; docs/defaults.md says how each
+    was chosen). ``repeated_children: redraw`` and ``virtual_rollouts`` are joint-factorisation options: a
+    ``sequential`` preset sets ``repeated_children`` (``neutral`` or ``reward``) and ``virtual_rollouts: 0``.
+
     ``reward_transform`` (``rank``, ``log_rank`` or ``none``), ``repeated_children`` and ``rank_window`` (rank
     among the last this many first visits; None: all) shape what the learner sees
     (:mod:`rlnas.agents.reward_shaping`); ``repeated_children: redraw`` also makes the policy draw again when it
@@ -235,16 +252,16 @@ class PPOPreset:
     gamma: float = 1.0
     gae_lambda: float = 1.0
     clip_range: float = 0.5
-    ent_coef: float = 0.1
+    ent_coef: float = 0.03
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     net_arch: tuple[int, ...] = ()
-    reward_transform: Literal["rank", "log_rank", "none"] = "rank"
-    repeated_children: Literal["neutral", "reward", "redraw"] = "neutral"
+    reward_transform: Literal["rank", "log_rank", "none"] = "log_rank"
+    repeated_children: Literal["neutral", "reward", "redraw"] = "redraw"
     rank_window: int | None = None
     factorisation: Literal["joint", "sequential"] = "joint"
     ent_half_life: float | None = None
-    virtual_rollouts: int = 0
+    virtual_rollouts: int = 4
     surrogate_min_r2: float = 0.3
     surrogate_min_children: int = 16
     surrogate_exploration: float = 0.0
@@ -328,17 +345,12 @@ def _load(
     validate: Callable[[T], None],
     overrides: Sequence[str] = (),
 ) -> T:
-    from rlnas.presets import resolve_preset
-
     if isinstance(source, dict):
         data, where = copy.deepcopy(source), "<dict>"
     else:
         path = resolve_preset(source, kind)
         where = str(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{where}: not valid YAML: {err}") from err
+        data = read_yaml(path)
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping of keys at the top level, found {type(data).__name__}")
         data.setdefault("name", path.stem)
@@ -354,8 +366,9 @@ def _load(
 
 def _apply_override(data: dict, override: str, where: str) -> None:
     key, sep, text = override.partition("=")
+    context = f"{where}: override {_shown(override)}"
     if not sep or not key.strip():
-        raise ConfigError(f"{where}: override {override!r}: expected KEY=VALUE, e.g. train.steps=50")
+        raise ConfigError(f"{context}: expected KEY=VALUE, e.g. train.steps=50")
     parts, node = key.strip().split("."), data
     for depth, part in enumerate(parts):
         if isinstance(node, list) and part.isdigit() and int(part) < len(node):
@@ -363,23 +376,56 @@ def _apply_override(data: dict, override: str, where: str) -> None:
         elif isinstance(node, dict):
             index = part
         else:
-            raise ConfigError(f"{where}: override {override!r}: {'.'.join(parts[:depth])} has no item {part!r}")
+            raise ConfigError(f"{context}: {'.'.join(parts[:depth])} has no item {_shown(part)}")
         if depth == len(parts) - 1:
-            node[index] = yaml.safe_load(text)
+            node[index] = _parse_yaml(text, f"{context}: the value is not valid YAML")
             return
         if isinstance(node, dict) and part not in node:
             node[part] = {}
         node = node[index]
 
 
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``; a one-line :class:`ConfigError` naming the file and the line if it is not YAML."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a YAML text file ({err.reason} at byte {err.start})") from None
+    return _parse_yaml(text, f"{path}: not valid YAML")
+
+
+def _parse_yaml(text: str, context: str) -> Any:
+    """``yaml.safe_load(text)``; PyYAML's error on one line after ``context``: the problem, line and column."""
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{context}: nested too deeply") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(f"{getattr(err, 'problem', None) or err}{where}".split())
+        raise ConfigError(f"{context}: {problem}") from None
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, shortened for messages (a value may be long, deeply nested or self-referencing)."""
+    return _REPR.repr(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel = 3
+
+
 def _build(cls: type[T], data: Any, prefix: str) -> T:
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'preset'}: expected a mapping, found {data!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'preset'}: expected a mapping, found {_shown(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(map(str, set(data) - set(fields)))
     if unknown:
-        raise ConfigError(f"unknown key {prefix}{unknown[0]!s}; allowed keys here: {', '.join(fields)}")
+        name = unknown[0] if unknown[0].isprintable() else repr(unknown[0])
+        raise ConfigError(f"unknown key {prefix}{name}; allowed keys here: {', '.join(fields)}")
     kwargs = {}
     for name, f in fields.items():
         key = f"{prefix}{name}"
@@ -402,36 +448,49 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return _coerce(inner, value, key)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, args))}")
+            raise ConfigError(f"{key}: {_shown(value)} is not allowed; choose one of {', '.join(map(str, args))}")
         return value
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, found {value!r}")
+            raise ConfigError(f"{key}: expected a list, found {_shown(value)}")
         return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
-    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+    if tp is float and not isinstance(value, bool) and isinstance(value, int | float | str):
+        return _finite(value, key)
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp in (str, bool) and isinstance(value, tp):
         return value
-    raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, found {value!r}")
+    raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, found {_shown(value)}")
+
+
+def _finite(value: float | str, key: str) -> float:
+    """``value`` as a finite float; numeric strings count, as YAML 1.1 reads ``1e-3`` (no dot) as a string."""
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{key}: expected float, found {_shown(value)}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{key}: {_shown(value)} is not allowed; expected a finite number")
+    return number
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
-        raise ConfigError(f"{key}: {value!r} is not allowed; expected {allowed}")
+        raise ConfigError(f"{key}: {_shown(value)} is not allowed; expected {allowed}")
 
 
 def _validate_env(p: EnvPreset) -> None:
     from rlnas.space.ops import OPERATORS
 
     s = p.space
-    _check(s.stem_width > 0, "space.stem_width", s.stem_width, "a positive number of channels")
+    channels = f"a positive number of channels, at most {MAX_WIDTH}"
+    _check(0 < s.stem_width <= MAX_WIDTH, "space.stem_width", s.stem_width, channels)
     _check(s.stem_stride in (1, 2), "space.stem_stride", s.stem_stride, "1 or 2")
     _check(len(s.stages) > 0, "space.stages", [], "at least one stage")
     for i, st in enumerate(s.stages):
-        _check(st.layers > 0, f"space.stages[{i}].layers", st.layers, "a positive number of layers")
-        _check(st.width > 0, f"space.stages[{i}].width", st.width, "a positive number of channels")
+        layers = f"a positive number of layers, at most {MAX_LAYERS}"
+        _check(0 < st.layers <= MAX_LAYERS, f"space.stages[{i}].layers", st.layers, layers)
+        _check(0 < st.width <= MAX_WIDTH, f"space.stages[{i}].width", st.width, channels)
         _check(st.stride in (1, 2), f"space.stages[{i}].stride", st.stride, "1 or 2")
     _check(len(s.operators) > 0, "space.operators", [], f"a non-empty list from: {', '.join(OPERATORS)}")
     for i, op in enumerate(s.operators):
@@ -447,10 +506,12 @@ def _validate_env(p: EnvPreset) -> None:
     _check(t.batch_size > 0, "train.batch_size", t.batch_size, "a positive integer")
     _check(t.lr > 0, "train.lr", t.lr, "a positive learning rate")
     _check(t.finetune_lr > 0, "train.finetune_lr", t.finetune_lr, "a positive learning rate")
+    _check(t.threads is None or t.threads > 0, "train.threads", t.threads, "a positive number of threads or null")
     d = p.data
     _check(d.val_size > 0, "data.val_size", d.val_size, "a positive number of examples")
     _check(d.train_subset is None or d.train_subset > 0, "data.train_subset", d.train_subset, "positive or null")
-    _check(d.image_size is None or d.image_size > 0, "data.image_size", d.image_size, "a positive side or null")
+    side = f"a positive side of at most {MAX_IMAGE_SIZE} pixels, or null"
+    _check(d.image_size is None or 0 < d.image_size <= MAX_IMAGE_SIZE, "data.image_size", d.image_size, side)
     _validate_reward(p.reward)
     _validate_table(p)
     _validate_supernet(p.supernet)
@@ -460,6 +521,16 @@ def _validate_env(p: EnvPreset) -> None:
     _check(lat.threads > 0, "latency.threads", lat.threads, "a positive integer")
     _check(lat.batch_size > 0, "latency.batch_size", lat.batch_size, "a positive integer")
     _check(lat.device.split(":")[0] in ("cpu", "cuda"), "latency.device", lat.device, "cpu or cuda")
+    _check(
+        lat.device.startswith("cpu") or lat.source == "table" or _cuda_available(), "latency.device", lat.device,
+        "cpu on this machine (torch sees no CUDA device), or latency.source: table with a table built on that device",
+    )  # fmt: skip
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _validate_reward(r: RewardConfig) -> None:
@@ -474,14 +545,14 @@ def _validate_reward(r: RewardConfig) -> None:
                 f"in {unit} (or use reward.kind: accuracy)"
             )
         _check(value is None or value > 0, f"reward.{key}", value, f"a positive target in {unit}")
+    _check(r.penalty > 0, "reward.penalty", r.penalty, "a positive penalty per unit of relative overshoot")
     _check(r.kind != "custom" or bool(r.function), "reward.function", r.function, "'module:function' for kind custom")
-    if r.function:
-        from rlnas.envs.reward import import_reward_function
-
+    if r.kind == "custom":  # a function named for another kind is not imported: importing runs its module's code
         try:
             import_reward_function(r.function)
-        except (ImportError, AttributeError, ValueError) as err:
-            raise ConfigError(f"reward.function: {r.function!r} cannot be imported ({err})") from None
+        except Exception as err:  # importing runs the module's code, which may fail in any way
+            problem = " ".join(f"{type(err).__name__}: {err}".split())
+            raise ConfigError(f"reward.function: {r.function!r} cannot be imported ({problem})") from None
 
 
 def _validate_table(p: EnvPreset) -> None:

@@ -24,12 +24,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 import rlnas
+from rlnas.budget import best_children, budget_of_run
 from rlnas.config import EnvPreset, load_env_preset
 from rlnas.envs.evaluators import child_seed, space_for, train_prune_finetune
 from rlnas.latency import count_flops, count_params, measure_latency, torch_threads
-from rlnas.latency.table import device_name
+from rlnas.latency.device import device_name
+from rlnas.pruning import build_model
 from rlnas.search import read_run_config
-from rlnas.space import ChildNet, build_model
+from rlnas.space import ChildNet
 from rlnas.store import EvaluationStore
 from rlnas.training.data import load_data
 from rlnas.training.trainer import accuracy
@@ -167,10 +169,7 @@ def _select(run_dir: Path, arch: str | None) -> dict[str, Any]:
     store = EvaluationStore(store_path) if store_path.is_file() else None
     try:
         if arch is None:
-            best = store.best(1) if store is not None else []
-            if not best:
-                raise ExportError(f"{run_dir} has no evaluated children: pass --arch, or export a finished run")
-            record, selected = best[0], "best child of the run"
+            record, selected = _default_child(run_dir, store.records() if store is not None else [])
         else:
             records = [r for r in (store.records() if store else []) if r["arch"] == arch]
             record, selected = max(records, key=lambda r: r["reward"], default=None), "given by --arch"
@@ -182,6 +181,23 @@ def _select(run_dir: Path, arch: str | None) -> dict[str, Any]:
         source |= {"search_id": record["id"], "search_reward": record["reward"]}
         source |= {"search_val_accuracy": record["accuracy"], "search_latency_ms": record["latency_ms"]}
     return source
+
+
+def _default_child(run_dir: Path, records: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """The child a run exports by default: the most accurate within its budget (the best reward without one)."""
+    if not records:
+        raise ExportError(f"{run_dir} has no evaluated children: pass --arch, or export a finished run")
+    budget = budget_of_run(read_run_config(run_dir))
+    best = best_children(records, budget, 1)
+    if budget is None:
+        return best[0], "best reward of the run"
+    if not best:
+        closest = budget.closest(records)
+        hint = f"; the cheapest was {closest['arch']}" if closest else ""
+        raise ExportError(
+            f"no child of {run_dir} met its budget {budget.describe()}{hint}: pass --arch to export a child anyway"
+        )
+    return best[0], f"most accurate child within the budget {budget.describe()}"
 
 
 def _slug(arch: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rlnas.errors import ConfigError
+
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -24,8 +26,6 @@ def available_presets(kind: str) -> list[str]:
 
 def resolve_preset(source: str | Path, kind: str) -> Path:
     """Return the preset file for a path or a bare name; raise with the available names otherwise."""
-    from rlnas.config import ConfigError
-
     path = Path(source).expanduser()
     if path.is_file():
         return path

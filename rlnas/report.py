@@ -1,7 +1,8 @@
 """The accuracy-latency trade-off of a run: its Pareto front, a scatter plot of it, and tables.
 
 A child is on the front when no other child is at least as accurate and at least as fast and better in one of
-the two. Runs without latency (tabular benchmarks without a latency column) use FLOPs as the cost instead.
+the two. Runs without latency (tabular benchmarks without a latency column) use FLOPs as the cost instead. A run
+with a budget draws it as a vertical line and stars the most accurate child within it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from matplotlib.figure import Figure
 
+from rlnas.budget import Budget, budget_of_run
 from rlnas.store import EvaluationStore
 
 COST_LABELS = {"latency_ms": "latency (ms)", "flops": "FLOPs"}
@@ -38,15 +41,6 @@ def pareto_front(records: Iterable[dict[str, Any]], cost: str | None = None) -> 
     return front
 
 
-def top_children(records: Iterable[dict[str, Any]], k: int = 5) -> list[dict[str, Any]]:
-    """The ``k`` highest-reward distinct architectures (each with its best evaluation, earliest on ties)."""
-    best: dict[str, dict[str, Any]] = {}
-    for r in records:
-        if r["arch"] not in best or r["reward"] > best[r["arch"]]["reward"]:
-            best[r["arch"]] = r
-    return sorted(best.values(), key=lambda r: -r["reward"])[:k]
-
-
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """Reward, accuracy, latency, FLOPs, parameters and architecture of ``rows`` as a Markdown table."""
     lines = [
@@ -61,20 +55,27 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_pareto(records: list[dict[str, Any]], title: str = "") -> Figure:
-    """Accuracy against cost of every evaluated child, the Pareto front highlighted and the best reward starred."""
+def plot_pareto(records: list[dict[str, Any]], title: str = "", budget: Budget | None = None) -> Figure:
+    """Accuracy against cost of every evaluated child, the Pareto front highlighted and the best child starred:
+    the most accurate within ``budget`` (drawn as a vertical line), or the best reward without one."""
     ok = [r for r in records if r["status"] == "ok"]
     if not ok:
         raise ValueError("no child was evaluated successfully: nothing to plot")
     cost = cost_key(ok)
     front = pareto_front(ok, cost)
-    best = max(ok, key=lambda r: r["reward"])
+    within = budget.best(ok) if budget else []
+    best, best_label = (
+        (within[0], "best within budget") if within else (max(ok, key=lambda r: r["reward"]), "best reward")
+    )
     fig = Figure(figsize=(6.4, 4.8), layout="constrained")
     ax = fig.subplots()
     ax.scatter([r[cost] for r in ok], [r["accuracy"] for r in ok], s=14, c="0.6", label=f"children ({len(ok)})")
     ax.plot([r[cost] for r in front], [r["accuracy"] for r in front], "o-", c="tab:red", ms=5, drawstyle="steps-post",
             label=f"Pareto front ({len(front)})")  # fmt: skip
-    ax.scatter([best[cost]], [best["accuracy"]], marker="*", s=160, c="tab:blue", zorder=3, label="best reward")
+    ax.scatter([best[cost]], [best["accuracy"]], marker="*", s=160, c="tab:blue", zorder=3, label=best_label)
+    line = _budget_line(budget, cost)
+    if line is not None:
+        ax.axvline(line, ls="--", c="tab:green", label=f"budget {budget.describe()}")
     ax.set_xlabel(COST_LABELS[cost])
     ax.set_ylabel("validation accuracy")
     ax.set_title(title or f"{len(records)} evaluations")
@@ -83,14 +84,26 @@ def plot_pareto(records: list[dict[str, Any]], title: str = "") -> Figure:
     return fig
 
 
+def _budget_line(budget: Budget | None, cost: str) -> float | None:
+    """Where ``budget`` falls on the plot's cost axis (None when it is in another cost)."""
+    if budget is None:
+        return None
+    if budget.cost == "latency":
+        return budget.target if cost == "latency_ms" else None
+    return budget.target * 1e6 if cost == "flops" else None
+
+
 @dataclass(frozen=True)
 class RunReport:
-    """A run's Pareto front (cheapest first), the cost it used and where the plot was written."""
+    """A run's Pareto front (cheapest first), the cost it used, its budget with the children within it, and
+    where the plot was written."""
 
     front: list[dict[str, Any]]
     cost: str
     evaluated: int
     plot: Path
+    budget: Budget | None = None
+    within_budget: int = 0
 
 
 def report_run(run_dir: str | Path, plot: str | Path | None = None) -> RunReport:
@@ -105,8 +118,11 @@ def report_run(run_dir: str | Path, plot: str | Path | None = None) -> RunReport
     finally:
         store.close()
     cost = cost_key(records)
-    figure = plot_pareto(records, title=run_dir.name)
+    config = run_dir / "config.yaml"
+    budget = budget_of_run(yaml.safe_load(config.read_text())) if config.is_file() else None
+    figure = plot_pareto(records, title=run_dir.name, budget=budget)
     plot = Path(plot) if plot else run_dir / "pareto.png"
     plot.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(plot, dpi=120)
-    return RunReport(pareto_front(records, cost), cost, len(records), plot)
+    within = sum(budget.within(r) for r in records) if budget else 0
+    return RunReport(pareto_front(records, cost), cost, len(records), plot, budget, within)

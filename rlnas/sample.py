@@ -7,8 +7,9 @@ from pathlib import Path
 
 from rlnas.agents.controller import load_controller
 from rlnas.config import load_env_preset
-from rlnas.envs.evaluators import make_evaluator
-from rlnas.envs.reward import compute_reward
+from rlnas.envs.child_net import checked_ratio
+from rlnas.envs.evaluator_factory import make_evaluator
+from rlnas.envs.reward import reward_for
 from rlnas.envs.supernet_evaluator import SUPERNET_FILE
 
 
@@ -29,6 +30,8 @@ def sample_architectures(
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {top_k}")
     controller = load_controller(path)
+    if target_latency_ms is not None and controller.reference_ms is not None:
+        checked_ratio(target_latency_ms, controller.reference_ms)
     proposals = controller.propose(top_k, target_latency_ms, deterministic=not stochastic, seed=seed)
     rows = [{"arch": str(p.arch), "probability": math.exp(p.log_prob)} for p in proposals]
     if evaluate:
@@ -37,7 +40,6 @@ def sample_architectures(
         evaluator = make_evaluator(preset, device, run_supernet if run_supernet.is_file() else None)
         controller.check_space(evaluator.space)
         for row, proposal in zip(rows, proposals, strict=True):
-            result = evaluator.evaluate(proposal.arch)
-            terms = compute_reward(preset.reward, result.accuracy, result.latency_ms, result.flops, target_latency_ms)
+            terms, result = reward_for(preset.reward, evaluator.evaluate(proposal.arch), target_latency_ms)
             row.update(result.as_dict(), reward=terms.reward)
     return rows

@@ -3,19 +3,19 @@
 ``runs/NAME/`` holds ``config.yaml`` (resolved presets and settings), ``command.txt``, TensorBoard events and
 ``progress.csv`` (SB3's logger), ``evaluations.sqlite`` (every child, committed before its reward is used; also
 the run's evaluation cache), ``checkpoints/`` (PPO, for ``--resume``), ``policy/`` (the reusable controller, PPO
-only), ``summary.json`` / ``summary.md`` (the best children) and ``run.lock`` (held by the one process that
-runs or resumes the search, :mod:`rlnas.run_lock`). What is safe to take from others: docs/trust.md.
+only), ``summary.json`` / ``summary.md`` (the most accurate children within the run's budget) and ``run.lock``
+(held by the one process that runs or resumes the search, :mod:`rlnas.run_lock`). What is safe to take from
+others: docs/trust.md.
 
 The budget is ``evaluations`` distinct children: a child the store already holds is answered from it at no cost
 (a cache hit) and does not count. ``max_steps`` (default ten times the budget) bounds the steps, hits included,
-for a policy that keeps proposing children it has seen.
+for a policy that keeps proposing children it has seen. ``resume_search`` can raise both (docs/inputs.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -37,6 +37,8 @@ from rlnas.agents.checkpoints import check_store
 from rlnas.agents.controller import Controller, load_controller
 from rlnas.agents.ppo_search import search_with_ppo
 from rlnas.agents.sequential import SequentialDesign
+from rlnas.budget import Budget, best_children, budget_of_run, run_budget
+from rlnas.cheapest import check_reachable
 from rlnas.config import (
     AgentPreset,
     ConfigError,
@@ -44,24 +46,35 @@ from rlnas.config import (
     PPOPreset,
     load_agent_preset,
     load_env_preset,
+    read_yaml,
     to_dict,
 )
 from rlnas.envs.child_net import ChildNetEnv, checked_target
-from rlnas.envs.evaluators import Evaluator, make_evaluator, space_for
+from rlnas.envs.evaluator_factory import make_evaluator
+from rlnas.envs.evaluators import Evaluator, checked_device, space_for
 from rlnas.envs.supernet_evaluator import supernet_for_run
+from rlnas.run_folder import (
+    CONFIG_FILE,
+    DEFAULT_STEPS_PER_EVALUATION,
+    STORE_FILE,
+    checked_run_name,
+    extended_budget,
+    remove_if_unused,
+    resumable,
+    write_config,
+)
 from rlnas.run_lock import run_lock
 from rlnas.space import SearchSpace
 from rlnas.store import EvaluationStore
+from rlnas.summary import write_summary
 
-STORE_FILE = "evaluations.sqlite"
-CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
-DEFAULT_STEPS_PER_EVALUATION = 10
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    """Where the run is, how many children it evaluated, the best of them and (for PPO) the controller."""
+    """Where the run is, how many children it evaluated, the best of them (the most accurate within its budget)
+    and (for PPO) the controller."""
 
     run_dir: Path
     evaluations: int
@@ -118,14 +131,20 @@ def run_search(
     space = evaluator.space if evaluator is not None else space_for(env_preset)
     if target_latency_ms is not None:
         checked_target(env_preset, target_latency_ms)
+    budget = run_budget(env_preset.reward, target_latency_ms)
+    if budget is not None and evaluator is None and env_preset.evaluator != "tabular":
+        check_reachable(env_preset, space, budget)  # before the run folder exists: a bad target costs nothing
     if supernet is not None and env_preset.evaluator != "supernet":
         raise ValueError(
             f"--supernet was given but env preset {env_preset.name!r} uses evaluator {env_preset.evaluator}: "
             "add --set evaluator=supernet, or drop --supernet"
         )
-    run_dir = Path(runs_dir) / (run_name or default_run_name(env_preset, agent_preset, seed))
+    if evaluator is None:
+        checked_device(device)
+    run_dir = Path(runs_dir) / checked_run_name(run_name or default_run_name(env_preset, agent_preset, seed))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} already exists and is not empty: choose another --run-name or remove it")
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "strategy": agent_preset.algo, "evaluations": evaluations, "max_steps": max_steps, "n_envs": n_envs,
@@ -135,11 +154,16 @@ def run_search(
         "plot_every": plot_every, "supernet": str(supernet) if supernet else None,
     }  # fmt: skip
     resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
-    if command:
-        (run_dir / "command.txt").write_text(command + "\n")
-    with run_lock(run_dir):
-        return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=False)
+    try:
+        with resumable(run_dir):
+            (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
+            if command:
+                (run_dir / "command.txt").write_text(command + "\n")
+            with run_lock(run_dir):
+                return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=False)
+    except BaseException:
+        remove_if_unused(run_dir, created)
+        raise
 
 
 def read_run_config(run_dir: str | Path) -> dict:
@@ -147,29 +171,39 @@ def read_run_config(run_dir: str | Path) -> dict:
     config_file = Path(run_dir) / CONFIG_FILE
     if not config_file.is_file():
         raise FileNotFoundError(f"no {CONFIG_FILE} in {run_dir}: give a run folder written by `rlnas search`")
-    resolved = yaml.safe_load(config_file.read_text())
-    if not isinstance(resolved, dict) or "env" not in resolved:
+    resolved = read_yaml(config_file)
+    if not isinstance(resolved, dict) or not all(isinstance(resolved.get(k), dict) for k in ("env", "agent", "search")):
         raise ConfigError(f"{config_file} is not a run configuration written by `rlnas search`")
     return resolved
 
 
 def resume_search(
-    run_dir: str | Path, *, progress_bar: bool = True, evaluator: Evaluator | None = None
+    run_dir: str | Path,
+    *,
+    evaluations: int | None = None,
+    max_steps: int | None = None,
+    progress_bar: bool = True,
+    evaluator: Evaluator | None = None,
 ) -> SearchResult:
     """Continue a search that stopped (killed, crashed or interrupted) from its run folder.
 
     PPO restarts from the last checkpoint; the steps after it are proposed again and answered from the store,
-    so no child is evaluated twice and the run ends with the planned number of evaluations. Refused while
-    another process holds the run, and when the store lost what the last checkpoint or the summary recorded.
+    so no child is evaluated twice and the run ends with the planned number of evaluations. ``evaluations`` and
+    ``max_steps`` raise the run's budget (a finished run then continues; see :func:`extended_budget`). Refused
+    while another process holds the run, and when the store lost what the last checkpoint or the summary recorded.
     """
     run_dir = Path(run_dir)
     resolved = read_run_config(run_dir)
-    with run_lock(run_dir):
-        return _resume(run_dir, resolved, progress_bar, evaluator)
-
-
-def _resume(run_dir: Path, resolved: dict, progress_bar: bool, evaluator: Evaluator | None) -> SearchResult:
     settings = resolved.get("search", {})
+    if evaluations is not None or max_steps is not None:
+        settings = extended_budget(settings, evaluations, max_steps)
+    with run_lock(run_dir):
+        return _resume(run_dir, resolved, settings, progress_bar, evaluator)
+
+
+def _resume(
+    run_dir: Path, resolved: dict, settings: dict, progress_bar: bool, evaluator: Evaluator | None
+) -> SearchResult:
     if settings.get("rlnas_version") != rlnas.__version__:
         raise ConfigError(
             f"{run_dir} was written by rlnas {settings.get('rlnas_version')!r}, this is {rlnas.__version__}: "
@@ -184,8 +218,11 @@ def _resume(run_dir: Path, resolved: dict, progress_bar: bool, evaluator: Evalua
         )
     check_store(run_dir / STORE_FILE, run_dir / CHECKPOINT_DIR, run_dir / "summary.json")
     if _finished(run_dir, settings):
-        return _result(run_dir, agent_preset)
-    return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=True)
+        return _result(run_dir, agent_preset, budget_of_run(resolved))
+    with resumable(run_dir):
+        if settings != resolved["search"]:  # the raised budget is the run's from now on
+            write_config(run_dir, {**resolved, "search": settings})
+        return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=True)
 
 
 def _finished(run_dir: Path, settings: dict) -> bool:
@@ -197,11 +234,11 @@ def _finished(run_dir: Path, settings: dict) -> bool:
     return done and (run_dir / "summary.json").is_file()
 
 
-def _result(run_dir: Path, agent: AgentPreset) -> SearchResult:
+def _result(run_dir: Path, agent: AgentPreset, budget: Budget | None) -> SearchResult:
     """The result of a finished run, from its folder."""
     store = EvaluationStore(run_dir / STORE_FILE)
     try:
-        count, best = len(store), store.best(5)
+        count, best = len(store), best_children(store.records(), budget, 5)
     finally:
         store.close()
     return SearchResult(run_dir, count, best, load_controller(run_dir) if isinstance(agent, PPOPreset) else None)
@@ -233,7 +270,9 @@ def _run(
         target_latency_ms=settings["target_latency_ms"], evaluator=evaluator, max_evaluations=settings["evaluations"],
         supernet=supernet,
     )  # fmt: skip
+    budget = run_budget(env_preset.reward, settings["target_latency_ms"])
     views = {"operators": space.operators, "plot_every": settings["plot_every"], "progress_bar": progress_bar}
+    views["budget"] = budget
     started = time.time()
     controller = None
     try:
@@ -253,17 +292,17 @@ def _run(
             controller = describe(model.policy, model=model)
         else:
             _search_with_strategy(make_env, agent_preset, settings, space, store, logger, views)
-        best = store.best(5)
         resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
-        log_hparams(logger, resolved, best[0]["reward"], store.step_count())
+        log_hparams(logger, resolved, store.best(1)[0]["reward"], store.step_count())
     finally:
         logger.close()
     elapsed = time.time() - started
 
+    best = write_summary(run_dir, store.records(), store.step_count(), settings, elapsed, budget)
     if controller is not None:
-        trained = {"evaluations": len(store), "best_arch": best[0]["arch"], "best_reward": best[0]["reward"]}
+        top = best[0] if best else store.best(1)[0]
+        trained = {"evaluations": len(store), "best_arch": top["arch"], "best_reward": top["reward"]}
         controller.save(run_dir / "policy", env_preset, {"trained": trained})
-    _write_summary(run_dir, store, best, settings, elapsed)
     count = len(store)
     store.close()
     return SearchResult(run_dir, count, best, controller)
@@ -321,31 +360,3 @@ def _search_with_strategy(
     finally:
         child_logger.close()
         env.close()
-
-
-def _write_summary(run_dir: Path, store: EvaluationStore, best: list[dict], settings: dict, elapsed: float) -> None:
-    records, steps = store.records(), store.step_count()
-    summary = {
-        **settings,
-        "evaluated": len(records),
-        "steps": steps,
-        "diverged": sum(r["status"] != "ok" for r in records),
-        "seconds": round(elapsed, 1),
-        "best": [{k: r[k] for k in ("arch", "reward", "accuracy", "latency_ms", "flops", "params")} for r in best],
-    }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    lines = [
-        f"# Search summary: {run_dir.name}",
-        "",
-        f"{len(records)} children evaluated by {settings['strategy']} in {steps} steps ({elapsed:.0f} s)"
-        + (f"; latency target {settings['target_latency_ms']} ms." if settings["target_latency_ms"] else "."),
-        "",
-        "| rank | reward | val. accuracy | latency (ms) | MFLOPs | params | architecture |",
-        "|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    lines += [
-        f"| {i} | {r['reward']:.4f} | {r['accuracy']:.4f} | {r['latency_ms'] or 'n/a':.4} | {r['flops'] / 1e6:.2f} "
-        f"| {r['params']} | `{r['arch']}` |"
-        for i, r in enumerate(best, 1)
-    ]
-    (run_dir / "summary.md").write_text("\n".join(lines) + "\n")

@@ -55,6 +55,10 @@ _COLUMNS = ("key", "arch", "status", "reward", "accuracy", "latency_ms", "flops"
 Claim = Literal["claimed", "evaluated", "busy", "exhausted"]
 
 
+class StoreError(OSError):
+    """A store cannot be used where it is (a read-only folder, a full disk); the message says what to do."""
+
+
 class EvaluationStore:
     """Evaluated children of one run in ``path`` (created if missing)."""
 
@@ -69,6 +73,13 @@ class EvaluationStore:
             self._db.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe when the process is killed, fewer fsyncs
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as err:
+            if "disk is full" in str(err):
+                raise
+            if "readonly" in str(err) or not os.access(self.path.parent, os.W_OK):
+                raise StoreError(
+                    f"{path} is in a read-only folder ({err}): SQLite writes beside a store even to read it; make "
+                    f"the folder writable (chmod -R u+w {self.path.parent}) or work on a copy of it"
+                ) from err
             raise ValueError(
                 f"{path} is not a readable evaluation store ({err}): point at a run's {self.path.name}"
             ) from err
@@ -80,7 +91,8 @@ class EvaluationStore:
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite has already rolled back after some errors, e.g. a full disk
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 

@@ -13,8 +13,8 @@ import torch
 from rlnas.config import EnvPreset, SpaceConfig, StageConfig, load_env_preset
 from rlnas.envs.evaluators import EvalResult, space_for
 from rlnas.latency import count_flops, count_params
-from rlnas.pruning import prune_child
-from rlnas.space import Arch, SearchSpace, build_model
+from rlnas.pruning import build_model, prune_child
+from rlnas.space import Arch, SearchSpace
 from rlnas.space.ops import OPERATORS
 
 # A rough "quality" per operator family for the fake evaluator: richer operators score higher.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from rlnas.config import (
     AgentPreset,
     ConfigError,
     EnvPreset,
+    PPOPreset,
     dump_yaml,
     load_agent_preset,
     load_env_preset,
@@ -267,6 +269,15 @@ def test_every_shipped_env_preset_loads(path):
 def test_every_shipped_agent_preset_loads(path):
     preset = load_agent_preset(path.stem)
     assert isinstance(preset, AgentPreset) and preset.name == path.stem
+
+
+def test_the_shipped_ppo_preset_is_the_dataclass_defaults():
+    """agents/ppo.yaml documents PPOPreset's defaults: a preset built from a dict runs the PPO that ships."""
+    shipped = load_agent_preset(REPO / "agents" / "ppo.yaml")
+    assert shipped == PPOPreset(name="ppo")
+    assert load_agent_preset({"name": "ppo"}) == shipped
+    written = yaml.safe_load((REPO / "agents" / "ppo.yaml").read_text())
+    assert set(written) == {f.name for f in dataclasses.fields(PPOPreset)} - {"name"}  # every setting documented
 
 
 @pytest.mark.parametrize(

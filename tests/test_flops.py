@@ -8,8 +8,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rlnas.latency import count_flops
-from rlnas.pruning import prune_child
-from rlnas.space import Arch, build_model
+from rlnas.pruning import build_model, prune_child
+from rlnas.space import Arch
 
 
 def reference_flops(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:

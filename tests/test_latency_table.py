@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 
 import numpy as np
 import pytest
@@ -14,22 +13,15 @@ import torch
 from rlnas.config import ConfigError, LatencyConfig, StageConfig
 from rlnas.envs.evaluators import space_for
 from rlnas.latency import count_flops, measure_latency
+from rlnas.latency.build import build_table
+from rlnas.latency.layers import HEAD, STEM, child_layer_configs, enumerate_layers, list_layer_configs
+from rlnas.latency.overhead import Overhead, fit_overhead
 from rlnas.latency.source import default_table_path, latency_source
-from rlnas.latency.table import (
-    HEAD,
-    STEM,
-    LatencyTable,
-    Overhead,
-    _fit,
-    child_layer_configs,
-    enumerate_layers,
-    kendall_tau,
-    list_layer_configs,
-    spearman_rho,
-    validate,
-)
-from rlnas.pruning import prune_child
-from rlnas.space import SearchSpace, build_model
+from rlnas.latency.table import LatencyTable
+from rlnas.latency.timing import time_modules
+from rlnas.latency.validate import kendall_tau, spearman_rho, validate
+from rlnas.pruning import build_model, prune_child
+from rlnas.space import SearchSpace
 
 FAST = LatencyConfig(device="cpu", threads=1, batch_size=1, warmup=1, repeats=2)
 
@@ -40,7 +32,7 @@ def digits_table(tmp_path_factory) -> tuple[LatencyTable, SearchSpace]:
 
     space = space_for(load_env_preset("digits"))
     torch.set_num_threads(1)
-    table = LatencyTable.build(space, FAST, rounds=2, calibration=4, progress=False)
+    table = build_table(space, FAST, rounds=2, calibration=4, progress=False)
     return table, space
 
 
@@ -78,25 +70,51 @@ def test_configurations_follow_the_pruning_rules(tiny_space):
     assert heads == {c.c_out for c in configs if c.position == tiny_space.num_layers - 1}
 
 
-class _Stalls(torch.nn.Module):
-    """A forward pass that takes 1 ms, except every other call stalls for 6 ms (a busy shared machine)."""
+class FakeClock:
+    """A clock that only the fake modules move: each call of a :class:`_Takes` advances it by its scripted time."""
 
     def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Takes(torch.nn.Module):
+    """A forward pass that takes the next of ``ms`` (cycled) milliseconds on ``clock``."""
+
+    def __init__(self, clock: FakeClock, *ms: float) -> None:
         super().__init__()
-        self.calls = 0
+        self.clock, self.ms, self.calls = clock, ms, 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.clock.now += self.ms[self.calls % len(self.ms)] / 1000
         self.calls += 1
-        time.sleep(0.006 if self.calls % 2 else 0.001)
         return x
 
 
-@pytest.mark.parametrize(("statistic", "low", "high"), [("min", 1.0, 3.0), ("median", 3.5, 9.0)])
-def test_latency_statistic_picks_the_least_disturbed_call_or_the_median(statistic, low, high):
+@pytest.mark.parametrize(("statistic", "expected"), [("min", 1.0), ("median", 6.0)])
+def test_latency_statistic_picks_the_least_disturbed_call_or_the_median(statistic, expected):
+    """Every other call stalls for 6 ms instead of 1 ms (a busy shared machine)."""
     cfg = dataclasses.replace(FAST, warmup=0, repeats=5, statistic=statistic)
-    model = _Stalls()
-    assert low <= measure_latency(model, (1,), cfg) < high
+    clock = FakeClock()
+    model = _Takes(clock, 6.0, 1.0)
+    assert measure_latency(model, (1,), cfg, clock=clock) == pytest.approx(expected)
     assert model.calls == 5
+
+
+@pytest.mark.parametrize(("aggregate", "expected"), [("min", [2.0, 5.0]), ("median", [3.0, 7.0])])
+def test_interleaved_rounds_aggregate_each_modules_round_figures(aggregate, expected):
+    """Per round the ``statistic`` of its calls; over rounds the ``aggregate``; warm-up calls are not timed."""
+    cfg = dataclasses.replace(FAST, warmup=2, repeats=1, statistic="min")
+    clock = FakeClock()
+    # module 0's timed calls take 4, 2, 3 ms in rounds 1-3 (warm-up calls take 100 ms); module 1's 9, 5, 7 ms
+    fast = _Takes(clock, 100, 100, 4, 100, 100, 2, 100, 100, 3)
+    slow = _Takes(clock, 100, 100, 9, 100, 100, 5, 100, 100, 7)
+    x = torch.zeros(1)
+    times = time_modules([fast, slow], [x, x], cfg, 3, aggregate, seed=0, progress=False, desc="", clock=clock)
+    assert times == pytest.approx(expected)
+    assert fast.calls == slow.calls == 3 * (2 + 1)
 
 
 def test_table_round_trips_through_its_file(digits_table, tmp_path):
@@ -141,10 +159,10 @@ def test_operator_overhead_fit_recovers_per_operator_costs(digits_table):
     truth = {op: 0.002 * k for k, op in enumerate(space.operators)}
     summed = rng.uniform(0.5, 2.0, size=len(archs))
     measured = summed + np.array([sum(truth[op] for op in a.ops) for a in archs])
-    fitted = _fit(space, archs, summed, measured, "operators")
+    fitted = fit_overhead(space, archs, summed, measured, "operators")
     assert (fitted.intercept_ms, fitted.scale) == (0.0, 1.0)
     assert fitted.per_operator_ms == pytest.approx(truth, abs=2e-4)
-    assert _fit(space, archs, summed, measured, "intercept").per_operator_ms == {}
+    assert fit_overhead(space, archs, summed, measured, "intercept").per_operator_ms == {}
 
 
 def test_table_for_another_space_is_refused(digits_table, tmp_path):
@@ -185,17 +203,21 @@ def test_table_for_another_device_is_refused(digits_table, tmp_path):
     assert LatencyTable.load(path, space).device == "cuda"  # without a LatencyConfig only the space is checked
 
 
-def test_prediction_is_fast(digits_table):
-    import time
+def test_prediction_is_a_lookup_that_builds_no_module(digits_table, monkeypatch):
+    """After the first prediction a table neither re-enumerates the space nor builds a torch module."""
+    import rlnas.latency.table as table_module
 
     table, space = digits_table
     rng = np.random.default_rng(5)
-    archs = [space.sample(rng) for _ in range(500)]
-    table.predict(archs[0])
-    start = time.perf_counter()
-    for arch in archs:
-        table.predict(arch)
-    assert (time.perf_counter() - start) / len(archs) < 1e-3
+    archs = [space.sample(rng) for _ in range(200)]
+    expected = [table.predict(a) for a in archs]
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("prediction built a module or enumerated the space")
+
+    monkeypatch.setattr(torch.nn.Module, "__init__", forbidden)
+    monkeypatch.setattr(table_module, "enumerate_layers", forbidden)
+    assert [table.predict(a) for a in archs] == expected
 
 
 def test_validate_reports_errors_and_rank_correlations(digits_table):

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from rlnas.latency import count_flops, count_params
-from rlnas.pruning import kept_channels, l1_importance, prune_child, top_channels
-from rlnas.space import Arch, SearchSpace, build_model
+from rlnas.pruning import build_model, kept_channels, l1_importance, prune_child, top_channels
+from rlnas.space import Arch, SearchSpace
 from rlnas.space.ops import OPERATORS, ConvBN, MBConv, Pool
 
 KEEPS = (0.25, 0.5, 1.0)

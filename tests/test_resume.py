@@ -47,8 +47,9 @@ VIRTUAL = {"virtual_rollouts": 1, "surrogate_min_children": 3, "surrogate_min_r2
 def fast_agent(request):
     factorisation, _, option = request.param.partition("+")
     extra = {"virtual": VIRTUAL, "redraw": {"repeated_children": "redraw"}}.get(option, {})
+    plain = {"virtual_rollouts": 0, "repeated_children": "neutral"}  # each option alone (sequential allows neither)
     return load_agent_preset(
-        {"name": "fast", "n_steps": 4, "batch_size": 4, "n_epochs": 2, "factorisation": factorisation, **extra}
+        {"name": "fast", "n_steps": 4, "batch_size": 4, "n_epochs": 2, "factorisation": factorisation, **plain, **extra}
     )
 
 

@@ -1,8 +1,11 @@
-"""Rewards: the MnasNet formula on hand-computed cases, the hard-constraint kind, and the failure reward."""
+"""Rewards: the MnasNet formula on hand-computed cases, the hard-constraint kind, the failure reward, and children
+whose reward cannot be computed (status reward_error)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 
 import pytest
 
@@ -50,18 +53,38 @@ def test_hard_kind_ignores_the_preset_exponents():
     assert slow.exponent == -1.0
 
 
-def test_soft_default_is_symmetric():
-    cfg = RewardConfig(target_ms=2.0)
+def test_mnasnet_default_exponents_are_symmetric():
+    cfg = RewardConfig(target_ms=2.0, kind="mnasnet")
     assert exponents(cfg) == (-0.07, -0.07)
     assert compute_reward(cfg, 0.5, 4.0, 0, 2.0).reward == pytest.approx(0.5 * math.pow(2.0, -0.07))
     assert compute_reward(cfg, 0.5, 1.0, 0, 2.0).reward == pytest.approx(0.5 * math.pow(0.5, -0.07))
 
 
-def test_reward_falls_with_latency_and_rises_with_accuracy():
-    cfg = RewardConfig(target_ms=1.0)
+def test_mnasnet_reward_falls_with_latency_and_rises_with_accuracy():
+    cfg = RewardConfig(target_ms=1.0, kind="mnasnet")
     rewards = [compute_reward(cfg, 0.9, lat, 0, 1.0).reward for lat in (0.25, 0.5, 1.0, 2.0, 4.0)]
     assert rewards == sorted(rewards, reverse=True)
     assert compute_reward(cfg, 0.95, 2.0, 0, 1.0).reward > compute_reward(cfg, 0.9, 2.0, 0, 1.0).reward
+
+
+def test_budget_is_the_default_and_pays_accuracy_alone_within_the_target():
+    cfg = RewardConfig(target_ms=2.0)
+    assert cfg.kind == "budget"
+    cheap, at_target = compute_reward(cfg, 0.8, 0.5, 0), compute_reward(cfg, 0.8, 2.0, 0)
+    assert cheap.reward == at_target.reward == pytest.approx(0.8)  # nothing for being cheaper than the budget
+
+
+def test_budget_penalises_the_relative_overshoot():
+    cfg = RewardConfig(target_ms=2.0, penalty=0.5)
+    assert compute_reward(cfg, 0.9, 3.0, 0).reward == pytest.approx(0.9 - 0.5 * 0.5)
+    over = [compute_reward(cfg, 0.9, lat, 0).reward for lat in (2.2, 2.6, 4.0)]
+    assert over == sorted(over, reverse=True)  # the further over, the less
+    assert compute_reward(cfg, 0.9, 3.0, 0, target_ms=4.0).reward == pytest.approx(0.9)  # the env's target wins
+
+
+def test_budget_with_flops_uses_the_flops_target():
+    cfg = RewardConfig(cost="flops", target_mflops=50.0)
+    assert compute_reward(cfg, 0.9, latency_ms=9.0, flops=75_000_000).reward == pytest.approx(0.9 - 0.5)
 
 
 @pytest.mark.parametrize("failure_reward", [0.0, -1.0, 0.25])
@@ -131,3 +154,111 @@ def test_bad_reward_settings_are_named(reward, message):
     data["reward"] = reward
     with pytest.raises(ConfigError, match=message):
         load_env_preset(data)
+
+
+# ------------------------------------------------------------------------------------------- reward errors
+
+
+def returns_nan(**terms):
+    return math.nan
+
+
+def returns_inf(**terms):
+    return math.inf
+
+
+def returns_none(**terms):
+    return None
+
+
+def returns_text(**terms):
+    return "0.5"
+
+
+def raises(**terms):
+    raise ValueError("latency\nis missing")
+
+
+@pytest.mark.parametrize(
+    ("function", "reason"),
+    [("returns_nan", "gave nan, not a finite number"), ("returns_inf", "gave inf, not a finite number"),
+     ("returns_none", "returned None, not a number"), ("returns_text", "returned '0.5', not a number"),
+     ("raises", "raised ValueError: latency is missing")],
+)  # fmt: skip
+def test_a_failing_reward_marks_the_child_and_the_search_goes_on(tmp_path, digits_preset, fake_evaluator, function,
+                                                                 reason):  # fmt: skip
+    from rlnas.envs.child_net import ChildNetEnv
+    from rlnas.store import EvaluationStore
+
+    reward = dataclasses.replace(
+        digits_preset.reward, kind="custom", function=f"test_reward:{function}", failure_reward=-0.5
+    )
+    env = ChildNetEnv(dataclasses.replace(digits_preset, reward=reward), evaluator=fake_evaluator,
+                      store_path=tmp_path / "store.sqlite")  # fmt: skip
+    try:
+        for n, action in enumerate([[0] * 8, [1] * 8, [0] * 8], 1):
+            with pytest.warns(RuntimeWarning, match=re.escape(reason)):
+                _, value, terminated, _, info = env.step(action)
+            assert value == -0.5 and terminated
+            assert info["status"] == "reward_error" and info["reason"].endswith(reason)
+            assert info["cached"] == (n == 3)
+            measured = fake_evaluator.evaluate(env.space.decode(info["action"]))
+            assert info["accuracy"] == measured.accuracy > 0 and info["latency_ms"] == measured.latency_ms
+    finally:
+        env.close()
+    records = EvaluationStore(tmp_path / "store.sqlite").records()
+    assert [(r["status"], r["reward"]) for r in records] == [("reward_error", -0.5)] * 2
+    assert all(r["accuracy"] > 0 and r["flops"] > 0 and "\n" not in r["reason"] for r in records)
+
+
+def test_a_stored_reward_error_is_scored_again_once_the_reward_works(digits_preset, fake_evaluator):
+    """The metrics of a reward_error child are kept, so a fixed reward function scores it from the store."""
+    from rlnas.envs.evaluators import EvalResult
+    from rlnas.envs.reward import reward_for
+
+    measured = fake_evaluator.evaluate(fake_evaluator.space.decode([0] * 8))
+    failed = EvalResult.from_record({**measured.as_dict(), "status": "reward_error", "reason": "was nan"})
+    terms, result = reward_for(digits_preset.reward, failed)
+    assert result.status == "ok" and result.reason == ""
+    assert terms == compute_reward(digits_preset.reward, measured.accuracy, measured.latency_ms, measured.flops)
+
+
+def test_a_diverged_child_keeps_its_status_and_gets_the_failure_reward(digits_preset):
+    from rlnas.envs.evaluators import EvalResult
+    from rlnas.envs.reward import reward_for
+
+    diverged = EvalResult("skip@1.0", "diverged", 0.0, 0.0, 0, 0, 10, reason="loss is nan")
+    terms, result = reward_for(digits_preset.reward, diverged)
+    assert result == diverged and terms.reward == digits_preset.reward.failure_reward
+
+
+def test_a_builtin_reward_that_cannot_be_computed_is_a_reward_error():
+    from rlnas.envs.reward import RewardError
+
+    with pytest.raises(RewardError, match=re.escape("reward.kind mnasnet: 0.0 cannot be raised to a negative power")):
+        compute_reward(RewardConfig(target_ms=1.0, kind="mnasnet"), 0.9, latency_ms=0.0, flops=1)
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "nan"])
+def test_failure_reward_must_be_finite(value):
+    from rlnas.config import ConfigError, load_env_preset
+
+    with pytest.raises(ConfigError, match=r"reward.failure_reward: .* expected a finite number"):
+        load_env_preset("digits", [f"reward.failure_reward={value}"])
+
+
+def test_the_reward_function_is_imported_only_for_kind_custom(tmp_path, monkeypatch):
+    """Importing runs the module's code: a function named for another kind is left alone."""
+    from rlnas.config import ConfigError, load_env_preset
+
+    marker = tmp_path / "imported"
+    (tmp_path / "reward_with_side_effect.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\ndef reward(**terms):\n    return 1.0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    load_env_preset("digits", ["reward.function=reward_with_side_effect:reward"])
+    assert not marker.exists()
+    load_env_preset("digits", ["reward.kind=custom", "reward.function=reward_with_side_effect:reward"])
+    assert marker.exists()
+    with pytest.raises(ConfigError, match=r"cannot be imported \(TypeError: .*relative import"):
+        load_env_preset("digits", ["reward.kind=custom", "reward.function=.relative:f"])

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlnas.config import ConfigError, SpaceConfig, StageConfig
-from rlnas.space import Arch, SearchSpace, build_model
+from rlnas.pruning import build_model
+from rlnas.space import Arch, SearchSpace
 from rlnas.space.ops import OPERATORS
 
 # ------------------------------------------------------------------------------------------ random spaces

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from rlnas.config import DataConfig
 from rlnas.envs.evaluators import space_for
-from rlnas.space import build_model
+from rlnas.pruning import build_model
 from rlnas.training.data import Split, load_data
 from rlnas.training.trainer import TrainingDiverged, accuracy, fit, recalibrate_bn
 

@@ -1,8 +1,9 @@
 """Log every evaluated child through SB3's logger (any strategy), and the SB3 callback that does it for PPO.
 
 Besides the per-child scalars, every ``plot_every`` evaluations (and at the end) TensorBoard gets the
-accuracy-latency scatter with the Pareto front (``search/pareto``), the top-5 architectures as a table
-(``search/top5``) and per-layer histograms of the chosen operators and keep-ratios (``arch/layer_<i>/*``).
+accuracy-latency scatter with the Pareto front and the budget (``search/pareto``), the top-5 architectures as a
+table (``search/top5``: the most accurate within the budget, or the best rewards without one) and per-layer
+histograms of the chosen operators and keep-ratios (``arch/layer_<i>/*``).
 :func:`log_hparams` adds the run's settings with its final best reward (the HParams tab).
 """
 
@@ -18,7 +19,8 @@ from stable_baselines3.common.logger import Figure, HParam, Logger, TensorBoardO
 from tqdm.auto import tqdm
 
 from rlnas.agents.dyna import VirtualRollouts
-from rlnas.report import markdown_table, plot_pareto, top_children
+from rlnas.budget import Budget, best_children
+from rlnas.report import markdown_table, plot_pareto
 from rlnas.space.space import Arch
 
 CHILD_SCALARS = {
@@ -46,7 +48,9 @@ class ChildLogger:
     evaluations and on :meth:`close`, the Pareto scatter, the top-5 table and the per-layer choice histograms
     (of the children since the last refresh; operators as indices into ``operators``, the space's operator
     list) are refreshed. ``resumed``: the state of a search that is being continued (counts,
-    best record, the children evaluated so far).
+    best record, the children evaluated so far). With a ``budget``, ``search/best_feasible_accuracy`` is the
+    accuracy of the most accurate child within it and ``search/within_budget_share`` the share of children
+    within it.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class ChildLogger:
         operators: Sequence[str] = (),
         plot_every: int = PLOT_EVERY,
         resumed: dict | None = None,
+        budget: Budget | None = None,
     ) -> None:
         if plot_every < 1:
             raise ValueError(f"plot_every must be at least 1, got {plot_every}")
@@ -65,6 +70,7 @@ class ChildLogger:
         self.logger = logger
         self.operators = tuple(operators)
         self.plot_every = plot_every
+        self.budget = budget
         self.children: list[dict[str, Any]] = [{k: c[k] for k in _KEPT} for c in resumed.get("children", [])]
         self._window: list[Arch] = []  # the architectures since the last refresh, for the histograms
         self.steps = resumed.get("steps", 0)
@@ -106,6 +112,11 @@ class ChildLogger:
         self.logger.record("search/evaluations", self.evaluations)
         self.logger.record("search/cache_hits", self.cache_hits)
         self.logger.record("search/diverged", self.diverged)
+        if self.budget is not None and self.children:
+            within = self.budget.best(self.children)
+            if within:
+                self.logger.record("search/best_feasible_accuracy", within[0]["accuracy"])
+            self.logger.record("search/within_budget_share", self.budget.share(self.children))
         self.logger.dump(self.steps)
 
     def _new_child(self, info: dict) -> None:
@@ -135,11 +146,11 @@ class ChildLogger:
     def _write_views(self) -> None:
         legend = ", ".join(f"{i}: {op}" for i, op in enumerate(self.operators))
         views: dict[str, Any] = {
-            "search/top5": markdown_table(top_children(self.children, 5))
+            "search/top5": markdown_table(best_children(self.children, self.budget, 5))
             + (f"\n\nOperator indices in arch/layer_*/operator: {legend}" if legend else "")
         }
         if any(c["status"] == "ok" for c in self.children):
-            figure = plot_pareto(self.children, title=f"{self.evaluations} evaluations")
+            figure = plot_pareto(self.children, title=f"{self.evaluations} evaluations", budget=self.budget)
             views["search/pareto"] = Figure(figure, close=True)
         for i in range(len(self._window[0].ops) if self._window else 0):
             if self.operators:

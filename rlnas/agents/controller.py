@@ -34,7 +34,7 @@ from rlnas.agents.policy_files import (
 )
 from rlnas.agents.sequential import SequentialLayout
 from rlnas.config import ConfigError, EnvPreset, to_dict
-from rlnas.envs.child_net import OBSERVATION_LAYOUT
+from rlnas.envs.child_net import OBSERVATION_LAYOUT, target_observation
 from rlnas.presets import resolve_trained, trained_controllers
 from rlnas.space import Arch, SearchSpace
 
@@ -101,13 +101,9 @@ class Controller:
         ]
 
     def _base_obs(self, target_latency_ms: float | None) -> np.ndarray:
-        if target_latency_ms is None or self.reference_ms is None:
-            if target_latency_ms is not None:
-                raise ValueError("this controller was trained without a latency target; omit the target")
-            ratio = 1.0
-        else:
-            ratio = target_latency_ms / self.reference_ms
-        return np.array([ratio], dtype=np.float32)
+        if target_latency_ms is not None and self.reference_ms is None:
+            raise ValueError("this controller was trained without a latency target; omit the target")
+        return target_observation(target_latency_ms, self.reference_ms)
 
     def _action_probs(self, obs: np.ndarray) -> list[list[np.ndarray]]:
         """For each observation row, the policy's probabilities per action dimension."""

@@ -1,14 +1,13 @@
 """SB3's ``MlpPolicy`` with its multi-discrete action distribution computed as one tensor.
 
 stable-baselines3's ``MultiCategoricalDistribution`` builds one ``torch.distributions.Categorical`` per action
-dimension at every forward pass, and sums per-dimension ``log_prob``/``entropy`` calls. A child architecture is
-one action with two dimensions per layer, and a PPO search runs thousands of small forward and backward passes,
-so that bookkeeping was most of a search's time on a tabular benchmark (profile of ``bench/search_quality.py``:
-a constrained PPO run spent 60% of its time in the distribution and its backward pass).
-:class:`BatchedMultiCategorical` is the same distribution (same logits layout, log-probabilities, entropy,
-mode) on a padded ``(batch, dimensions, choices)`` tensor: about 10x faster per pass, and a search 2.5x faster
-per step. :class:`BatchedMlpPolicy` is ``MlpPolicy`` with it; other action spaces are left to SB3. Policies are
-saved and loaded with SB3's own ``save``/``load`` (the class is recorded by its import path).
+dimension at every forward pass, and sums per-dimension ``log_prob``/``entropy`` calls. A child architecture is one
+action with two dimensions per layer, and a PPO search runs thousands of small forward and backward passes, so on a
+tabular benchmark that bookkeeping dominates a search's time. :class:`BatchedMultiCategorical` is the same
+distribution (same logits layout, log-probabilities, entropy, mode) on a padded ``(batch, dimensions, choices)``
+tensor, computed in a few tensor operations. :class:`BatchedMlpPolicy` is ``MlpPolicy`` with it; other action spaces
+are left to SB3. Policies are saved and loaded with SB3's own ``save``/``load`` (the class is recorded by its import
+path).
 
 Redrawing repeats (``repeated_children: redraw`` in the agent preset): when the search sets
 :attr:`BatchedMultiCategorical.exclude` to the children evaluated so far, a sampled child among them is drawn
@@ -18,7 +17,7 @@ choices away, instead of repeating it: a local search around the policy's mode. 
 actually proposed and its log-probability under the policy; a repeat that gets through anyway is penalised by
 the reward shaping (:mod:`rlnas.agents.reward_shaping`). With :attr:`BatchedMultiCategorical.canonical` set
 to the space's ``canonical_action``, a child that builds the same network as an evaluated one (equal up to
-identity layers) is drawn again too. Measured on NAS-Bench-Macro: bench/ppo_redraw.py.
+identity layers) is drawn again too. How this default was chosen: docs/defaults.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``rank``: a reward becomes its percentile among all rewards seen so far, itself included, centred on 0:
 ``(#lower + 0.5 * #equal) / n - 0.5``. Accuracies of good children differ by hundredths of a percent; ranks
 turn those differences into a signal of constant scale. An affine transform (running mean/std) would not
-help: with advantage normalisation it cancels out (see BENCHMARKS.md, PPO settings). With ``window`` (the
+help: with advantage normalisation it cancels out. With ``window`` (the
 preset's ``rank_window``) the percentile is among the last ``window`` first visits only, so late in a search a
 child is compared with its recent peers rather than with the poor children of the first rollouts.
 
@@ -11,8 +11,8 @@ child is compared with its recent peers rather than with the poor children of th
 judged by the best child it finds, not the average one, so the learner should care most about the top: the
 best of n children earns about ``log(2n)``, the median one ``log 2``, the worst one 0. This is the log-rank
 utility of fitness shaping in evolution strategies (Wierstra et al., "Natural Evolution Strategies", JMLR
-2014) without its clip at the median (clipped, it did worse here). On NAS-Bench-Macro it pulls the policy
-towards its best children, so the redraws search their neighbourhood (bench/ppo_rank_utility.py).
+2014) without its clip at the median. It pulls the policy towards its best children, so the redraws search their
+neighbourhood (how the default was chosen: docs/defaults.md).
 
 ``repeated_children: neutral``: a child the search has already evaluated teaches nothing new, so the learner
 gets the median child's shaped reward for it (0 under ``rank`` and for raw rewards) and it does not enter the

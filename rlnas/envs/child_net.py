@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,8 +13,9 @@ import numpy as np
 from gymnasium import spaces
 
 from rlnas.config import EnvPreset, load_env_preset
-from rlnas.envs.evaluators import EvalResult, Evaluator, cache_key, evaluator_settings, make_evaluator
-from rlnas.envs.reward import compute_reward, failure_terms
+from rlnas.envs.evaluator_factory import make_evaluator
+from rlnas.envs.evaluators import EvalResult, Evaluator, cache_key, evaluator_settings
+from rlnas.envs.reward import reward_for
 from rlnas.space import SearchSpace
 from rlnas.store import EvaluationStore
 
@@ -28,7 +30,8 @@ class ChildNetEnv(gym.Env):
 
     ## Action Space
     ``MultiDiscrete([n_ops, n_keeps] * layers)``: for every searchable layer, a 0-based index into the
-    space's operators and one into its keep-ratios (see :class:`rlnas.space.SearchSpace`).
+    space's operators and one into its keep-ratios (see :class:`rlnas.space.SearchSpace`). Whole numbers given as
+    floats (``2.0``) are accepted; anything else (``1.9``, out of range, the wrong length) raises ``ValueError``.
 
     ## Observation Space
     ``Box(0, 100, (1,), float32)``: the latency target divided by the preset's ``reward.target_ms``
@@ -37,8 +40,9 @@ class ChildNetEnv(gym.Env):
 
     ## Rewards
     MnasNet's ``acc * (cost / T) ** w`` with cost = latency or FLOPs, or the accuracy alone (see
-    :mod:`rlnas.envs.reward`); ``reward.failure_reward`` (default 0) for a child whose training diverged,
-    with the reason in ``info["reason"]``.
+    :mod:`rlnas.envs.reward`); ``reward.failure_reward`` (default 0) for a child whose training diverged
+    (``info["status"]`` ``diverged``) or whose reward could not be computed (``reward_error``: a custom reward
+    function raised or gave no finite number; the child's metrics are kept), with the reason in ``info["reason"]``.
 
     ## Episode End
     Every episode is one step: ``terminated`` is True. With ``max_evaluations``, a step that would evaluate a new
@@ -118,10 +122,10 @@ class ChildNetEnv(gym.Env):
             info = {"budget_exhausted": True, "max_evaluations": self.max_evaluations}
             return self._observation(), 0.0, False, True, info
         result = EvalResult.from_record(stored) if stored else self.evaluator.evaluate(arch)
-        if result.status == "ok":
-            terms = compute_reward(self.preset.reward, result.accuracy, result.latency_ms, result.flops, self.target_ms)
-        else:
-            terms = failure_terms(self.preset.reward, self.target_ms)
+        terms, result = reward_for(self.preset.reward, result, self.target_ms)
+        if result.status == "reward_error":
+            failure = self.preset.reward.failure_reward  # one warning per distinct reason, not one per child
+            warnings.warn(f"{result.reason}: the child gets reward.failure_reward ({failure})", RuntimeWarning, 2)
         info = {**result.as_dict(), **terms.as_dict(), "action": list(canonical), "key": key}
         if stored:
             evaluation, (step, cached) = stored["id"], self.store.add_step(stored["id"], terms.reward, terms.target)
@@ -153,8 +157,14 @@ class ChildNetEnv(gym.Env):
             self.store = None
 
     def _observation(self) -> np.ndarray:
-        ratio = 1.0 if self.reference_ms is None else self.target_ms / self.reference_ms
-        return np.array([ratio], dtype=np.float32)
+        return target_observation(self.target_ms, self.reference_ms)
+
+
+def target_observation(target_ms: float | None, reference_ms: float | None) -> np.ndarray:
+    """The observation (:data:`OBSERVATION_LAYOUT`): the latency target over the preset's reference target, or 1
+    when there is no target; the environment and a trained controller both compute it here."""
+    ratio = 1.0 if target_ms is None or reference_ms is None else target_ms / reference_ms
+    return np.array([ratio], dtype=np.float32)
 
 
 def child_spaces(space: SearchSpace) -> tuple[spaces.Box, spaces.MultiDiscrete]:
@@ -170,6 +180,11 @@ def checked_target(preset: EnvPreset, target_ms: float) -> float:
             f"env preset {preset.name!r} has no latency target to change (reward.kind "
             f"{preset.reward.kind}, reward.cost {preset.reward.cost}); its observation is always 1"
         )
+    return checked_ratio(target_ms, reference_ms)
+
+
+def checked_ratio(target_ms: float, reference_ms: float) -> float:
+    """``target_ms`` if it is positive and at most ``MAX_TARGET_RATIO`` times ``reference_ms``; else a clear error."""
     if not 0 < target_ms / reference_ms <= MAX_TARGET_RATIO:
         raise ValueError(
             f"target latency {target_ms} ms is out of range: give a positive value up to "

@@ -5,6 +5,7 @@ fine-tune, evaluate validation accuracy, measure latency, count FLOPs and parame
 ``SupernetEvaluator`` (:mod:`rlnas.envs.supernet_evaluator`): inherit the child's weights from a trained
 weight-sharing supernet, recalibrate BatchNorm, evaluate and measure.
 ``TabularEvaluator`` (:mod:`rlnas.envs.tabular`): read the metrics from a benchmark table.
+:func:`rlnas.envs.evaluator_factory.make_evaluator` builds the one a preset asks for.
 
 Every evaluator has ``settings``: everything besides the architecture that decides its result. With the
 space fingerprint and the architecture it makes the :func:`cache_key` under which a result is stored and reused.
@@ -18,7 +19,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import torch
@@ -26,8 +26,8 @@ import torch
 from rlnas.config import EnvPreset, TrainConfig
 from rlnas.latency import count_flops, count_params
 from rlnas.latency.source import LatencySource, latency_source
-from rlnas.pruning import prune_child
-from rlnas.space import Arch, ChildNet, SearchSpace, build_model
+from rlnas.pruning import build_model, prune_child
+from rlnas.space import Arch, ChildNet, SearchSpace
 from rlnas.training.data import DataSplits, Split, dataset_shape, load_data
 from rlnas.training.trainer import TrainingDiverged, accuracy, fit, recalibrate_bn
 
@@ -36,12 +36,14 @@ from rlnas.training.trainer import TrainingDiverged, accuracy, fit, recalibrate_
 class EvalResult:
     """What one evaluation measured. ``accuracy`` is validation accuracy in [0, 1].
 
+    ``status``: ``diverged`` (training failed) and ``reward_error`` (:func:`rlnas.envs.reward.reward_for`) children
+    get the failure reward; ``reason`` says why.
     ``record_key``: for table lookups, the key of the record that answered (equivalent children share one).
     ``latency_source``: where ``latency_ms`` came from (``measured``, ``table``, ``flops``, ``benchmark``).
     """
 
     arch: str
-    status: Literal["ok", "diverged"]
+    status: Literal["ok", "diverged", "reward_error"]
     accuracy: float
     latency_ms: float
     flops: int
@@ -113,9 +115,12 @@ def space_for(preset: EnvPreset) -> SearchSpace:
 
 def checked_device(device: str) -> torch.device:
     """``device`` as a torch device; a clear error when CUDA is asked for but absent."""
-    checked = torch.device(device)
+    try:
+        checked = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device {device!r} is not a torch device: use cpu or cuda") from None
     if checked.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
     return checked
 
 
@@ -233,26 +238,3 @@ class ScratchEvaluator:
             latency=self.latency, input_shape=self.space.input_shape, params_unpruned=params_unpruned,
             train_s=train_s, prune_s=prune_s, finetune_s=finetune_s,
         )  # fmt: skip
-
-
-def make_evaluator(preset: EnvPreset, device: str = "cpu", supernet: str | Path | None = None) -> Evaluator:
-    """The evaluator the preset asks for (``scratch`` trains children; ``tabular`` looks them up).
-
-    ``supernet`` evaluates children of the supernet saved at ``supernet`` (its space checked), or, without a
-    file, of one trained first in memory (``rlnas search`` trains it into the run folder instead).
-    """
-    if preset.evaluator == "tabular":
-        from rlnas.envs.tabular import TabularEvaluator
-
-        return TabularEvaluator(preset)
-    if preset.evaluator == "supernet":
-        from rlnas.envs.supernet_evaluator import SupernetEvaluator, train_preset_supernet
-        from rlnas.training.supernet import load_supernet
-
-        data = load_data(preset.data)
-        if supernet is not None:
-            net, _ = load_supernet(supernet, space_for(preset), device)
-        else:
-            net = train_preset_supernet(preset, data, device=device)
-        return SupernetEvaluator(preset, net, device, data)
-    return ScratchEvaluator(preset, device)

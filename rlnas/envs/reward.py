@@ -1,27 +1,34 @@
 """Rewards that trade accuracy against a cost: measured latency (ms) or FLOPs (MFLOPs).
 
-``mnasnet`` (Tan et al., 2019): ``acc * (cost / T) ** w`` with ``w = alpha`` when ``cost <= T`` and
-``w = beta`` otherwise; the soft default is alpha = beta = -0.07. ``hard`` is the paper's hard-constraint
-setting alpha = 0, beta = -1: no bonus for being cheaper than T, a steep penalty for being costlier
-(``alpha``/``beta`` in the preset are ignored). ``linear``: ``acc - linear_lambda * cost / T``.
-``amc`` (He et al., 2018, AMC's resource-constrained reward): ``-(1 - acc) * ln(FLOPs)``, whatever the cost
-setting. ``accuracy`` is the accuracy alone (the unconstrained setting of tabular benchmarks). ``custom``:
-the function at ``reward.function`` (``"package.module:name"``), called with keyword arguments
-``accuracy, latency_ms, flops, cost, target`` and returning the reward.
+``budget`` (the default): a latency or FLOPs target is a budget, so a child within it earns its accuracy and one
+over it ``acc - penalty * (cost / T - 1)``: the controller still learns from children over the budget, and from
+how far over they are. ``mnasnet`` (Tan et al., 2019): ``acc * (cost / T) ** w`` with ``w = alpha`` when
+``cost <= T`` and ``w = beta`` otherwise; its soft setting is alpha = beta = -0.07. ``hard`` is the paper's
+hard-constraint setting alpha = 0, beta = -1 (``alpha``/``beta`` in the preset are ignored). ``linear``:
+``acc - linear_lambda * cost / T``. ``amc`` (He et al., 2018, AMC's resource-constrained reward):
+``-(1 - acc) * ln(FLOPs)``, whatever the cost setting. ``accuracy`` is the accuracy alone (the unconstrained
+setting of tabular benchmarks). ``custom``: the function at ``reward.function`` (``"package.module:name"``),
+called with keyword arguments ``accuracy, latency_ms, flops, cost, target`` and returning the reward.
 ``reward.cost`` picks the cost: ``latency`` (target ``reward.target_ms``, which ``reset(options=...)`` can
 change) or ``flops`` (target ``reward.target_mflops``).
-A child whose training diverged gets ``failure_reward``.
+A child whose training diverged gets ``failure_reward``; so does a child whose reward cannot be computed (the
+custom function raised, or a reward is not a finite number): its status is then ``reward_error``, its metrics kept.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
+import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from rlnas.config import RewardConfig
+from rlnas.envs.evaluators import EvalResult
+from rlnas.reward_function import import_reward_function
+
+
+class RewardError(ValueError):
+    """A child's reward cannot be computed: the custom function raised or gave no finite number."""
 
 
 @dataclass(frozen=True)
@@ -53,27 +60,52 @@ def mnasnet_reward(accuracy: float, cost: float, target: float, alpha: float, be
     return RewardTerms(accuracy * (cost / target) ** w, accuracy, cost, target, w)
 
 
+def budget_reward(accuracy: float, cost: float, target: float, penalty: float) -> RewardTerms:
+    """``accuracy`` within the budget (``cost <= target``); ``accuracy - penalty * (cost / target - 1)`` over it."""
+    overshoot = max(0.0, cost / target - 1.0)
+    return RewardTerms(accuracy - penalty * overshoot, accuracy, cost, target, 0.0)
+
+
 def child_cost(cfg: RewardConfig, latency_ms: float, flops: int) -> float:
     """The child's cost in the reward's unit."""
     return flops / 1e6 if cfg.cost == "flops" else latency_ms
 
 
-@functools.cache
-def import_reward_function(path: str) -> Callable[..., float]:
-    """The function named by ``"package.module:name"``."""
-    module, sep, name = path.partition(":")
-    if not sep or not module or not name:
-        raise ValueError(f"{path!r} is not of the form 'package.module:function'")
-    function = getattr(importlib.import_module(module), name)
-    if not callable(function):
-        raise ValueError(f"{path!r} is not callable")
-    return function
-
-
 def compute_reward(
     cfg: RewardConfig, accuracy: float, latency_ms: float, flops: int, target_ms: float | None = None
 ) -> RewardTerms:
-    """The reward for a child under ``cfg``; ``target_ms`` overrides the preset's latency target."""
+    """The reward for a child under ``cfg``; ``target_ms`` overrides the preset's latency target.
+
+    Raises :class:`RewardError` (one line, naming the cause) when the reward is not a finite number.
+    """
+    try:
+        terms = _terms(cfg, accuracy, latency_ms, flops, target_ms)
+    except ArithmeticError as err:
+        raise RewardError(f"reward.kind {cfg.kind}: {_one_line(err)}") from err
+    if not math.isfinite(terms.reward):
+        source = f"reward.function {cfg.function}" if cfg.kind == "custom" else f"reward.kind {cfg.kind}"
+        raise RewardError(f"{source} gave {terms.reward}, not a finite number")
+    return terms
+
+
+def reward_for(cfg: RewardConfig, result: EvalResult, target_ms: float | None = None) -> tuple[RewardTerms, EvalResult]:
+    """The reward terms of an evaluated child, and its result with status ``reward_error`` if they failed.
+
+    A diverged child, or one whose reward cannot be computed, gets ``cfg.failure_reward``; the latter keeps its
+    measured accuracy and cost, and the reason.
+    """
+    if result.status == "diverged":
+        return failure_terms(cfg, target_ms), result
+    try:
+        terms = compute_reward(cfg, result.accuracy, result.latency_ms, result.flops, target_ms)
+    except RewardError as err:
+        cost = child_cost(cfg, result.latency_ms, result.flops)
+        terms = dataclasses.replace(failure_terms(cfg, target_ms), accuracy=result.accuracy, cost=cost)
+        return terms, dataclasses.replace(result, status="reward_error", reason=str(err))
+    return terms, dataclasses.replace(result, status="ok", reason="")
+
+
+def _terms(cfg: RewardConfig, accuracy: float, latency_ms: float, flops: int, target_ms: float | None) -> RewardTerms:
     cost = child_cost(cfg, latency_ms, flops)
     if cfg.kind == "accuracy":
         return RewardTerms(accuracy, accuracy, cost, 0.0, 0.0)
@@ -82,11 +114,33 @@ def compute_reward(
     target = _target(cfg, target_ms)
     if cfg.kind == "linear":
         return RewardTerms(accuracy - cfg.linear_lambda * cost / target, accuracy, cost, target, 0.0)
+    if cfg.kind == "budget":
+        return budget_reward(accuracy, cost, target, cfg.penalty)
     if cfg.kind == "custom":
-        function = import_reward_function(cfg.function)
-        value = function(accuracy=accuracy, latency_ms=latency_ms, flops=flops, cost=cost, target=target)
-        return RewardTerms(float(value), accuracy, cost, target, 0.0)
+        return RewardTerms(_custom_reward(cfg.function, accuracy, latency_ms, flops, cost, target), accuracy, cost,
+                           target, 0.0)  # fmt: skip
     return mnasnet_reward(accuracy, cost, target, *exponents(cfg))
+
+
+def _custom_reward(path: str, accuracy: float, latency_ms: float, flops: int, cost: float, target: float) -> float:
+    """The user's function's reward as a float; :class:`RewardError` if it raises or returns no real number."""
+    function = import_reward_function(path)
+    try:
+        value: Any = function(accuracy=accuracy, latency_ms=latency_ms, flops=flops, cost=cost, target=target)
+    except Exception as err:  # the user's code: any failure is this child's reward error, not the search's end
+        raise RewardError(f"reward.function {path} raised {type(err).__name__}: {_one_line(err)}") from err
+    try:
+        if isinstance(value, str | bytes | bool):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError):
+        raise RewardError(f"reward.function {path} returned {_one_line(repr(value))}, not a number") from None
+
+
+def _one_line(text: object, limit: int = 200) -> str:
+    """``text`` on one line, at most ``limit`` characters (for reasons stored with a child)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def failure_terms(cfg: RewardConfig, target_ms: float | None = None) -> RewardTerms:

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 
 
-def _layer_flops(module: nn.Module, output: Tensor) -> int:
+def layer_flops(module: nn.Module, output: Tensor) -> int:
+    """FLOPs of one ``nn.Conv2d`` or ``nn.Linear`` call that produced ``output``."""
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
         return 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
@@ -31,7 +32,7 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
     def hook(module: nn.Module, _inputs: tuple[Tensor, ...], output: Tensor) -> None:
         nonlocal total
-        total += _layer_flops(module, output)
+        total += layer_flops(module, output)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     try:

@@ -17,7 +17,8 @@ from rlnas.config import ConfigError, EnvPreset, LatencyConfig
 from rlnas.latency.flops import count_flops
 from rlnas.latency.measure import measure_latency
 from rlnas.latency.table import LatencyTable
-from rlnas.space import Arch, SearchSpace, build_model
+from rlnas.pruning import build_model
+from rlnas.space import Arch, SearchSpace
 
 
 class LatencySource(Protocol):

@@ -73,10 +73,15 @@ class Pool(nn.Module):
         return self.projection(x) if self.projection is not None else x
 
 
+class Projection(ConvBN):
+    """The 1x1 convolution (no activation) that stands in for ``skip`` where width or stride changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__(c_in, c_out, 1, stride, act=None)
+
+
 def _skip(c_in: int, c_out: int, stride: int) -> nn.Module:
-    if c_in == c_out and stride == 1:
-        return nn.Identity()
-    return ConvBN(c_in, c_out, 1, stride, act=None)
+    return nn.Identity() if c_in == c_out and stride == 1 else Projection(c_in, c_out, stride)
 
 
 OperatorBuilder = Callable[[int, int, int], nn.Module]
@@ -94,4 +99,5 @@ OPERATORS: dict[str, OperatorBuilder] = {
     "avgpool3x3": lambda ci, co, s: Pool(ci, co, s, "avg"),
     "skip": _skip,
 }
-"""Operator name -> builder ``(c_in, c_out, stride) -> nn.Module``."""
+"""Operator name -> builder ``(c_in, c_out, stride) -> nn.Module``; each module type has a rule in
+:mod:`rlnas.space.rules` (how it prunes, masks and is timed)."""

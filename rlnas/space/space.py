@@ -136,8 +136,20 @@ class SearchSpace:
         return self.decode(self.canonical_action(self.encode(arch)))
 
     def _checked(self, action: np.ndarray | list[int] | tuple[int, ...]) -> list[int]:
-        """The action as a list of ints; ``ValueError`` if it does not fit this space."""
-        a = [int(v) for v in np.asarray(action).reshape(-1)]
+        """The action as a list of ints; ``ValueError`` if it does not fit this space.
+
+        Whole numbers given as floats (``2.0``) are accepted; fractions (``1.9``) are refused, not truncated.
+        """
+        try:
+            values = np.asarray(action).reshape(-1)
+            whole = values.dtype.kind in "iu" or (
+                values.dtype.kind == "f" and bool(np.all(np.isfinite(values) & (values == np.round(values))))
+            )
+        except (TypeError, ValueError):  # ragged or not numbers at all
+            whole = False
+        if not whole:
+            raise ValueError(f"action {repr(action)[:200]} is not a vector of whole-number choice indices")
+        a = [int(v) for v in values]
         if len(a) != 2 * self.num_layers or any(not 0 <= v < n for v, n in zip(a, self.nvec, strict=True)):
             raise ValueError(f"action {a} does not fit this space (choices per dimension: {self.nvec})")
         return a

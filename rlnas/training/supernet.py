@@ -1,47 +1,21 @@
 """A weight-sharing supernet over a search space: single-path one-shot training, extraction of pruned children.
 
 Every searchable layer holds all of the space's operators at full width, each the very module
-:class:`~rlnas.space.model.ChildNet` builds for it. A training step samples a path (an operator and a
-keep-ratio per layer) and trains only that path. A keep-ratio is applied as a channel mask that keeps exactly
-the channels :func:`~rlnas.pruning.prune_child` would keep: the top-L1 output channels of the operator's
-prunable convolution, the hidden channels of an MBConv, the input's channels through pass-through operators
-and residuals. The masked path therefore computes, on its kept channels, what the physically pruned child
-computes, and its weights are the ones the child inherits.
-
-The channel importance order (L1 norm of each prunable filter) is kept per convolution and re-ranked every
-``resort_every`` steps (and before extraction and saving), so a keep-ratio always trains the channels that
-are currently the most important. The order is an index, not a physical permutation: a layer's output is
-read by every operator of the next layer, so permuting one operator's filters would scramble the inputs of
-all the others.
-
-Sampling (``supernet.sampling``): ``sandwich`` (BigNAS / Once-for-All's rule, the default) trains the
-widest, the narrowest and one random path per step, with random operators, and sums their gradients;
-``uniform`` (SPOS, Guo et al. 2020) draws every layer's operator and keep-ratio uniformly, one path per step.
-At equal training time uniform sampling trains three times as many distinct paths, but it gives every width
-the same few updates, and its inherited accuracy scored wide children no better than half-width ones; the
-sandwich trains the widest path every step and ranks children by width as standalone training does (Kendall
-tau 0.495 vs 0.358 on ``bench/proxy_fidelity.py``).
-
-In-place distillation (``supernet.distill``, sandwich only, on in the ``fashion_mnist`` preset; BigNAS,
-Once-for-All, Yu & Huang's slimmable networks): the widest path is trained on the true labels and the step's
-other paths on its detached soft predictions (cross-entropy against the widest path's softmax), so narrow
-paths learn what the wide one knows rather than the labels alone. The reported loss then sums the widest
-path's label loss and the other paths' soft-target losses. At 1,000 steps it raised Kendall tau on
-``bench/proxy_fidelity.py`` from 0.480 to 0.491 on 20 children and from 0.405 to 0.447 on 40 (training seed
-1: 0.522 to 0.505 on 20, 0.357 to 0.498 on 40).
-
-Widest warm-up (``supernet.widest_warmup``, a fraction of ``steps``; progressive shrinking as in
-Once-for-All): the first steps train the same number of paths per step with random operators, all at full
-width and on the true labels, and only then does ``sampling`` (with its narrow paths and distillation) take
-over. Eight operators per layer at random widths learn very slowly from scratch, and a teacher still at chance
-teaches nothing; training the operators at full width first gets them off the ground. With half of 1,000 steps
-(the ``fashion_mnist`` preset) Kendall tau on ``bench/proxy_fidelity.py`` rose from 0.491 to 0.516 on 20 children
-and from 0.447 to 0.496 on 40 (training seed 1: 0.505 to 0.537, 0.498 to 0.540) at the same training time.
+:class:`~rlnas.space.model.ChildNet` builds for it. A training step samples paths (an operator and a keep-ratio
+per layer; ``supernet.sampling``: the ``sandwich`` of widest, narrowest and one random path, or one ``uniform``
+path) and trains only them. A keep-ratio is applied as channel masks by each operator's rule
+(:mod:`rlnas.space.rules`), keeping exactly the channels :func:`~rlnas.pruning.prune_child` would keep, so the
+masked path computes on its kept channels what the physically pruned child computes, and its weights are the ones
+the child inherits. The importance order (L1) is an index per prunable convolution, re-ranked every
+``resort_every`` steps, not a physical permutation: a layer's output is read by every operator of the next layer.
+``supernet.distill`` trains the sandwich's other paths on the widest path's soft predictions, and
+``supernet.widest_warmup`` trains only full-width paths first. Why, and what each choice measured: docs/supernet.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,12 +28,13 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from rlnas.config import SupernetConfig
-from rlnas.pruning import prune_child
+from rlnas.pruning import build_model, prune_child
 from rlnas.pruning.importance import l1_importance
 from rlnas.pruning.prune import kept_channels
-from rlnas.space import Arch, SearchSpace, build_model
+from rlnas.space import Arch, SearchSpace
 from rlnas.space.model import ChildNet
-from rlnas.space.ops import OPERATORS, ConvBN, MBConv, Pool, SepConv
+from rlnas.space.ops import OPERATORS, ConvBN
+from rlnas.space.rules import rule_for
 from rlnas.training.data import Split
 from rlnas.training.trainer import TrainingDiverged, cosine_optimizer
 
@@ -91,10 +66,10 @@ class Supernet(nn.Module):
         self._order = {conv: _ranking(conv) for conv in self.prunable_convs()}
 
     def prunable_convs(self) -> Iterator[nn.Conv2d]:
-        """The convolutions whose output channels a keep-ratio prunes (as :mod:`rlnas.pruning.prune` defines)."""
+        """The convolutions whose output channels a keep-ratio prunes (each operator's rule says which)."""
         for layer in self.layers:
             for op in layer.values():
-                block = _prunable_block(op)
+                block = rule_for(op).prunable(op)
                 if block is not None:
                     yield block.conv
 
@@ -102,7 +77,8 @@ class Supernet(nn.Module):
         """The path ``arch``: kept channels carry what the pruned child computes, pruned channels are zero."""
         x, mask = self.stem(x), None
         for layer, op, keep in zip(self.layers, arch.ops, arch.keeps, strict=True):
-            x, mask = self._forward_op(layer[op], x, mask, keep)
+            module = layer[op]
+            x, mask = rule_for(module).masked_forward(module, x, mask, functools.partial(self._keep_mask, keep))
         return self.classifier(torch.flatten(self.pool(x), 1))
 
     def extract(self, arch: Arch) -> ChildNet:
@@ -121,7 +97,9 @@ class Supernet(nn.Module):
 
     # ------------------------------------------------------------------------------------------ masked path
 
-    def _keep_mask(self, conv: nn.Conv2d, keep: float) -> Tensor | None:
+    def _keep_mask(self, keep: float, block: ConvBN) -> Tensor | None:
+        """The output-channel mask of a prunable ``block`` at ``keep``: its top-ranked channels (None: all)."""
+        conv = block.conv
         channels = conv.out_channels
         count = kept_channels(channels, keep)
         if count == channels:
@@ -132,47 +110,10 @@ class Supernet(nn.Module):
         mask[self._order[conv][:count]] = 1.0
         return mask.view(1, -1, 1, 1)
 
-    def _forward_op(self, op: nn.Module, x: Tensor, mask: Tensor | None, keep: float) -> tuple[Tensor, Tensor | None]:
-        if isinstance(op, ConvBN):
-            out_mask = self._keep_mask(op.conv, keep)
-            return _masked(op(x), out_mask), out_mask
-        if isinstance(op, SepConv):
-            out_mask = self._keep_mask(op.pointwise.conv, keep)
-            return _masked(op.pointwise(_masked(op.depthwise(x), mask)), out_mask), out_mask
-        if isinstance(op, MBConv):
-            hidden = self._keep_mask(op.expand.conv, keep)
-            out = op.project(_masked(op.depthwise(_masked(op.expand(x), hidden)), hidden))
-            return (x + _masked(out, mask), mask) if op.residual else (out, None)
-        if isinstance(op, Pool):
-            x = op.pool(x)
-            if op.projection is None:
-                return x, mask
-            out_mask = self._keep_mask(op.projection.conv, keep)
-            return _masked(op.projection(x), out_mask), out_mask
-        if isinstance(op, nn.Identity):
-            return x, mask
-        raise TypeError(f"no masking rule for operator module {type(op).__name__}")
-
-
-def _prunable_block(op: nn.Module) -> ConvBN | None:
-    if isinstance(op, ConvBN):
-        return op
-    if isinstance(op, SepConv):
-        return op.pointwise
-    if isinstance(op, MBConv):
-        return op.expand
-    if isinstance(op, Pool):
-        return op.projection
-    return None
-
 
 def _ranking(conv: nn.Conv2d) -> Tensor:
     importance = l1_importance(conv)
     return torch.topk(importance, len(importance)).indices  # as top_channels ranks, so the top-k sets agree
-
-
-def _masked(x: Tensor, mask: Tensor | None) -> Tensor:
-    return x if mask is None else x * mask
 
 
 # ---------------------------------------------------------------------------------------------- training
