@@ -3,6 +3,7 @@ a disk fails."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from rlnas.envs.supernet_evaluator import SUPERNET_FILE
+from rlnas.run_settings import RunSettings
 from rlnas.store import EvaluationStore, StoreError
 
 STORE_FILE = "evaluations.sqlite"
@@ -85,23 +87,23 @@ def write_config(run_dir: Path, resolved: dict) -> None:
     partial.replace(run_dir / CONFIG_FILE)
 
 
-def extended_budget(settings: dict, evaluations: int | None, max_steps: int | None) -> dict:
+def extended_budget(settings: RunSettings, evaluations: int | None, max_steps: int | None) -> RunSettings:
     """The run's ``settings`` with its budget raised to ``evaluations`` distinct children and ``max_steps`` steps.
 
     Neither may be lowered. Without ``max_steps``, the step bound grows with the budget: it becomes the larger of
     the run's and ten times ``evaluations``.
     """
-    new_evaluations = settings["evaluations"] if evaluations is None else evaluations
-    if new_evaluations < settings["evaluations"]:
+    new_evaluations = settings.evaluations if evaluations is None else evaluations
+    if new_evaluations < settings.evaluations:
         raise ValueError(
-            f"--evaluations {evaluations} with --resume would lower the run's budget of {settings['evaluations']}: "
+            f"--evaluations {evaluations} with --resume would lower the run's budget of {settings.evaluations}: "
             "a resumed run can only raise it"
         )
     if max_steps is None:
-        max_steps = max(settings["max_steps"], DEFAULT_STEPS_PER_EVALUATION * new_evaluations)
-    if max_steps < max(settings["max_steps"], new_evaluations):
+        max_steps = max(settings.max_steps, DEFAULT_STEPS_PER_EVALUATION * new_evaluations)
+    if max_steps < max(settings.max_steps, new_evaluations):
         raise ValueError(
-            f"--max-steps {max_steps} with --resume must be at least the run's {settings['max_steps']} and the "
+            f"--max-steps {max_steps} with --resume must be at least the run's {settings.max_steps} and the "
             f"number of evaluations ({new_evaluations})"
         )
-    return {**settings, "evaluations": new_evaluations, "max_steps": max_steps}
+    return dataclasses.replace(settings, evaluations=new_evaluations, max_steps=max_steps)

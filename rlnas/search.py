@@ -24,26 +24,21 @@ from pathlib import Path
 import yaml
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.policies import BasePolicy
 
 import rlnas
-from rlnas.agents.baselines import make_strategy, run_strategy
-from rlnas.agents.callbacks import (
-    PLOT_EVERY,
-    ChildLogger,
-    log_hparams,
-)
+from rlnas.agents.callbacks import PLOT_EVERY, log_hparams
 from rlnas.agents.checkpoints import check_store
 from rlnas.agents.controller import Controller, load_controller
-from rlnas.agents.ppo_search import search_with_ppo
+from rlnas.agents.factory import search_strategy
+from rlnas.agents.ppo_search import CHECKPOINT_DIR
 from rlnas.agents.sequential import SequentialDesign
+from rlnas.agents.strategy import SearchContext
 from rlnas.budget import Budget, best_children, budget_of_run, run_budget
 from rlnas.cheapest import check_reachable
 from rlnas.config import (
     AgentPreset,
     ConfigError,
     EnvPreset,
-    PPOPreset,
     load_agent_preset,
     load_env_preset,
     read_yaml,
@@ -64,11 +59,10 @@ from rlnas.run_folder import (
     write_config,
 )
 from rlnas.run_lock import run_lock
+from rlnas.run_settings import RunSettings
 from rlnas.space import SearchSpace
 from rlnas.store import EvaluationStore
 from rlnas.summary import write_summary
-
-CHECKPOINT_DIR = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -146,14 +140,14 @@ def run_search(
         raise FileExistsError(f"{run_dir} already exists and is not empty: choose another --run-name or remove it")
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "strategy": agent_preset.algo, "evaluations": evaluations, "max_steps": max_steps, "n_envs": n_envs,
-        "seed": seed, "device": device, "rlnas_version": rlnas.__version__,
-        "target_latency_ms": target_latency_ms or env_preset.reward.latency_target,
-        "space_fingerprint": space.fingerprint, "init_policy": str(init_policy) if init_policy else None,
-        "plot_every": plot_every, "supernet": str(supernet) if supernet else None,
-    }  # fmt: skip
-    resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
+    settings = RunSettings(
+        strategy=agent_preset.algo, evaluations=evaluations, max_steps=max_steps, n_envs=n_envs, seed=seed,
+        device=device, rlnas_version=rlnas.__version__,
+        target_latency_ms=target_latency_ms or env_preset.reward.latency_target,
+        space_fingerprint=space.fingerprint, init_policy=str(init_policy) if init_policy else None,
+        plot_every=plot_every, supernet=str(supernet) if supernet else None,
+    )  # fmt: skip
+    resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings.as_dict()}
     try:
         with resumable(run_dir):
             (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
@@ -194,7 +188,12 @@ def resume_search(
     """
     run_dir = Path(run_dir)
     resolved = read_run_config(run_dir)
-    settings = resolved.get("search", {})
+    if resolved["search"].get("rlnas_version") != rlnas.__version__:
+        raise ConfigError(
+            f"{run_dir} was written by rlnas {resolved['search'].get('rlnas_version')!r}, this is "
+            f"{rlnas.__version__}: resume it with that version, or start a new search"
+        )
+    settings = RunSettings.from_dict(resolved["search"], str(run_dir / CONFIG_FILE))
     if evaluations is not None or max_steps is not None:
         settings = extended_budget(settings, evaluations, max_steps)
     with run_lock(run_dir):
@@ -202,53 +201,49 @@ def resume_search(
 
 
 def _resume(
-    run_dir: Path, resolved: dict, settings: dict, progress_bar: bool, evaluator: Evaluator | None
+    run_dir: Path, resolved: dict, settings: RunSettings, progress_bar: bool, evaluator: Evaluator | None
 ) -> SearchResult:
-    if settings.get("rlnas_version") != rlnas.__version__:
-        raise ConfigError(
-            f"{run_dir} was written by rlnas {settings.get('rlnas_version')!r}, this is {rlnas.__version__}: "
-            "resume it with that version, or start a new search"
-        )
     env_preset, agent_preset = load_env_preset(resolved["env"]), load_agent_preset(resolved["agent"])
     space = evaluator.space if evaluator is not None else space_for(env_preset)
-    if space.fingerprint != settings["space_fingerprint"]:
+    if space.fingerprint != settings.space_fingerprint:
         raise ConfigError(
-            f"{run_dir} searched space {settings['space_fingerprint']}, but its preset now makes space "
+            f"{run_dir} searched space {settings.space_fingerprint}, but its preset now makes space "
             f"{space.fingerprint} (the search space code changed?): start a new search"
         )
     check_store(run_dir / STORE_FILE, run_dir / CHECKPOINT_DIR, run_dir / "summary.json")
     if _finished(run_dir, settings):
-        return _result(run_dir, agent_preset, budget_of_run(resolved))
+        return _result(run_dir, budget_of_run(resolved))
     with resumable(run_dir):
-        if settings != resolved["search"]:  # the raised budget is the run's from now on
-            write_config(run_dir, {**resolved, "search": settings})
+        if settings.as_dict() != resolved["search"]:  # the raised budget is the run's from now on
+            write_config(run_dir, {**resolved, "search": settings.as_dict()})
         return _run(run_dir, env_preset, agent_preset, settings, space, evaluator, progress_bar, resume=True)
 
 
-def _finished(run_dir: Path, settings: dict) -> bool:
+def _finished(run_dir: Path, settings: RunSettings) -> bool:
     store = EvaluationStore(run_dir / STORE_FILE)
     try:
-        done = len(store) >= settings["evaluations"] or store.step_count() >= settings["max_steps"]
+        done = len(store) >= settings.evaluations or store.step_count() >= settings.max_steps
     finally:
         store.close()
     return done and (run_dir / "summary.json").is_file()
 
 
-def _result(run_dir: Path, agent: AgentPreset, budget: Budget | None) -> SearchResult:
+def _result(run_dir: Path, budget: Budget | None) -> SearchResult:
     """The result of a finished run, from its folder."""
     store = EvaluationStore(run_dir / STORE_FILE)
     try:
         count, best = len(store), best_children(store.records(), budget, 5)
     finally:
         store.close()
-    return SearchResult(run_dir, count, best, load_controller(run_dir) if isinstance(agent, PPOPreset) else None)
+    controller = load_controller(run_dir) if (run_dir / "policy").is_dir() else None
+    return SearchResult(run_dir, count, best, controller)
 
 
 def _run(
     run_dir: Path,
     env_preset: EnvPreset,
     agent_preset: AgentPreset,
-    settings: dict,
+    settings: RunSettings,
     space: SearchSpace,
     evaluator: Evaluator | None,
     progress_bar: bool,
@@ -262,43 +257,28 @@ def _run(
     supernet = None
     if evaluator is None and env_preset.evaluator == "supernet":  # trained once, read by every environment
         supernet = supernet_for_run(
-            env_preset, settings.get("supernet"), run_dir, device=settings["device"], progress_bar=progress_bar
+            env_preset, settings.supernet, run_dir, device=settings.device, progress_bar=progress_bar
         )
     logger = _logger(run_dir, resume)
     make_env = functools.partial(
-        _make_env, env_preset, device=settings["device"], store_path=run_dir / STORE_FILE,
-        target_latency_ms=settings["target_latency_ms"], evaluator=evaluator, max_evaluations=settings["evaluations"],
+        _make_env, env_preset, device=settings.device, store_path=run_dir / STORE_FILE,
+        target_latency_ms=settings.target_latency_ms, evaluator=evaluator, max_evaluations=settings.evaluations,
         supernet=supernet,
     )  # fmt: skip
-    budget = run_budget(env_preset.reward, settings["target_latency_ms"])
-    views = {"operators": space.operators, "plot_every": settings["plot_every"], "progress_bar": progress_bar}
+    budget = run_budget(env_preset.reward, settings.target_latency_ms)
+    views = {"operators": space.operators, "plot_every": settings.plot_every, "progress_bar": progress_bar}
     views["budget"] = budget
+    context = SearchContext(make_env, env_preset, settings, space, store, logger, views, run_dir, resume)
     started = time.time()
-    controller = None
     try:
-        if isinstance(agent_preset, PPOPreset):
-            describe = functools.partial(
-                Controller, space=space, reference_ms=env_preset.reward.latency_target,
-                factorisation=agent_preset.factorisation,
-            )  # fmt: skip
-
-            def write_policy(policy: BasePolicy, folder: Path) -> None:
-                describe(policy).save(folder, env_preset)
-
-            model = search_with_ppo(
-                make_env, agent_preset, settings, space, run_dir / CHECKPOINT_DIR, store, logger, views, resume,
-                write_policy,
-            )  # fmt: skip
-            controller = describe(model.policy, model=model)
-        else:
-            _search_with_strategy(make_env, agent_preset, settings, space, store, logger, views)
-        resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings}
+        controller = search_strategy(agent_preset).search(context)
+        resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings.as_dict()}
         log_hparams(logger, resolved, store.best(1)[0]["reward"], store.step_count())
     finally:
         logger.close()
     elapsed = time.time() - started
 
-    best = write_summary(run_dir, store.records(), store.step_count(), settings, elapsed, budget)
+    best = write_summary(run_dir, store.records(), store.step_count(), settings.as_dict(), elapsed, budget)
     if controller is not None:
         top = best[0] if best else store.best(1)[0]
         trained = {"evaluations": len(store), "best_arch": top["arch"], "best_reward": top["reward"]}
@@ -326,7 +306,7 @@ def _make_env(
 def _check_parallel(n_envs: int, agent: AgentPreset, evaluator: Evaluator | None) -> None:
     if n_envs < 1:
         raise ValueError(f"--n-envs must be at least 1, got {n_envs}")
-    if n_envs > 1 and not isinstance(agent, PPOPreset):
+    if n_envs > 1 and not search_strategy(agent).parallel:
         raise ValueError(f"--n-envs {n_envs} is for PPO searches; the {agent.algo} strategy runs one environment")
     if n_envs > 1 and evaluator is not None:
         raise ValueError("parallel environments build their own evaluators: give no evaluator object with n_envs > 1")
@@ -338,25 +318,3 @@ def _logger(run_dir: Path, resume: bool) -> Logger:
     if resume:
         csv_name = f"progress.resumed-{len(list(run_dir.glob('progress.resumed-*.csv'))) + 1}.csv"
     return Logger(str(run_dir), [TensorBoardOutputFormat(str(run_dir)), CSVOutputFormat(str(run_dir / csv_name))])
-
-
-def _search_with_strategy(
-    make_env: functools.partial,
-    agent: AgentPreset,
-    settings: dict,
-    space: SearchSpace,
-    store: EvaluationStore,
-    logger: Logger,
-    views: dict,
-) -> None:
-    # Baselines are deterministic given their seed and rewards: a resumed one replays from its start, every
-    # child it already evaluated being answered from the store (and counted again as its steps reach it).
-    store.truncate_steps(0)
-    child_logger = ChildLogger(logger, settings["evaluations"], **views)
-    env = make_env()
-    try:
-        strategy = make_strategy(agent, space, settings["seed"])
-        run_strategy(env, strategy, settings["evaluations"], settings["max_steps"], settings["seed"], child_logger.log)
-    finally:
-        child_logger.close()
-        env.close()
