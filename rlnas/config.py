@@ -106,21 +106,23 @@ class RewardConfig:
     """How accuracy is traded against cost (see :mod:`rlnas.envs.reward` for the formulas).
 
     ``kind``: ``budget`` (the default: the most accurate child with cost <= target; a child over the target
-    loses ``penalty`` x its relative overshoot), ``mnasnet`` (soft, ``acc * (cost / target) ** w``), ``hard``
-    (alpha=0, beta=-1), ``linear``
+    loses ``penalty`` x its relative overshoot, and with ``infeasible: below`` 1 more, which ranks it below every
+    child within the target), ``absolute`` (TuNAS: ``acc + beta * |cost / target - 1|``), ``mnasnet`` (soft,
+    ``acc * (cost / target) ** w``), ``hard`` (alpha=0, beta=-1), ``linear``
     (``acc - linear_lambda * cost / target``), ``amc`` (``-(1 - acc) * ln(FLOPs)``), ``accuracy``, or ``custom``
     (``function: "module:name"`` called with accuracy, latency_ms, flops, cost, target; returns the reward).
     ``cost``: ``latency`` (target ``target_ms``) or ``flops`` (target ``target_mflops``).
     """
 
     target_ms: float | None = None
-    kind: Literal["budget", "mnasnet", "hard", "linear", "amc", "accuracy", "custom"] = "budget"
+    kind: Literal["budget", "absolute", "mnasnet", "hard", "linear", "amc", "accuracy", "custom"] = "budget"
     cost: Literal["latency", "flops"] = "latency"
     target_mflops: float | None = None
     alpha: float = -0.07
     beta: float = -0.07
     linear_lambda: float = 0.1
     penalty: float = 1.0
+    infeasible: Literal["graded", "below"] = "graded"
     function: str | None = None
     failure_reward: float = 0.0
 
@@ -482,6 +484,7 @@ def _validate_reward(r: RewardConfig) -> None:
             )
         _check(value is None or value > 0, f"reward.{key}", value, f"a positive target in {unit}")
     _check(r.penalty > 0, "reward.penalty", r.penalty, "a positive penalty per unit of relative overshoot")
+    _check(r.kind != "absolute" or r.beta < 0, "reward.beta", r.beta, "a negative weight for kind absolute")
     _check(r.kind != "custom" or bool(r.function), "reward.function", r.function, "'module:function' for kind custom")
     if r.function:
         from rlnas.envs.reward import import_reward_function

@@ -151,3 +151,41 @@ def test_bad_reward_settings_are_named(reward, message):
     data["reward"] = reward
     with pytest.raises(ConfigError, match=message):
         load_env_preset(data)
+
+
+def test_budget_below_ranks_every_child_over_the_budget_below_every_child_within_it():
+    cfg = RewardConfig(target_ms=2.0, infeasible="below", penalty=1.0)
+    poor_within = compute_reward(cfg, 0.10, 2.0, 0).reward
+    over = {lat: compute_reward(cfg, 0.99, lat, 0).reward for lat in (2.02, 2.2, 4.0)}
+    assert poor_within == pytest.approx(0.10)
+    assert max(over.values()) < poor_within  # an accurate child just over the budget still ranks last
+    assert over[2.02] > over[2.2] > over[4.0]  # among themselves: by overshoot
+    assert over[2.2] == pytest.approx(0.99 - 0.1 - 1.0)
+    # and by accuracy at equal overshoot, so the learner still sees which over-budget children are better
+    assert compute_reward(cfg, 0.95, 2.2, 0).reward > compute_reward(cfg, 0.90, 2.2, 0).reward
+
+
+def test_budget_graded_lets_an_accurate_child_just_over_the_budget_outrank_a_poor_one_within():
+    cfg = RewardConfig(target_ms=2.0, infeasible="graded", penalty=1.0)
+    assert compute_reward(cfg, 0.99, 2.02, 0).reward > compute_reward(cfg, 0.10, 2.0, 0).reward
+
+
+def test_absolute_reward_pulls_towards_the_target_from_both_sides():
+    cfg = RewardConfig(kind="absolute", target_ms=2.0, beta=-0.5)
+    assert compute_reward(cfg, 0.9, 2.0, 0).reward == pytest.approx(0.9)
+    assert compute_reward(cfg, 0.9, 1.0, 0).reward == pytest.approx(0.9 - 0.5 * 0.5)  # half the target
+    assert compute_reward(cfg, 0.9, 3.0, 0).reward == pytest.approx(0.9 - 0.5 * 0.5)  # 1.5x the target
+    assert compute_reward(cfg, 0.9, 3.0, 0).exponent == -0.5
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("reward.beta=0.1", "reward.beta"), ("reward.infeasible=ignore", "reward.infeasible"),
+     ("reward.penalty=0", "reward.penalty")],
+)  # fmt: skip
+def test_bad_budget_settings_are_named(override, key):
+    from rlnas.config import ConfigError, load_env_preset
+
+    overrides = ["reward.kind=absolute"] if key == "reward.beta" else []
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_env_preset("digits", [*overrides, override])

@@ -1,8 +1,11 @@
 """Rewards that trade accuracy against a cost: measured latency (ms) or FLOPs (MFLOPs).
 
 ``budget`` (the default): a latency or FLOPs target is a budget, so a child within it earns its accuracy and one
-over it ``acc - penalty * (cost / T - 1)``: the controller still learns from children over the budget, and from
-how far over they are. ``mnasnet`` (Tan et al., 2019): ``acc * (cost / T) ** w`` with ``w = alpha`` when
+over it ``acc - penalty * (cost / T - 1)`` (``infeasible: graded``), or that minus 1 (``infeasible: below``:
+every child over the budget earns less than every child within it, as accuracies are at most 1): the controller
+still learns from children over the budget, and from how far over they are. ``absolute`` (TuNAS, Bender et al.,
+2020): ``acc + beta * |cost / T - 1|`` with ``beta < 0``, which pulls children towards the target from both
+sides. ``mnasnet`` (Tan et al., 2019): ``acc * (cost / T) ** w`` with ``w = alpha`` when
 ``cost <= T`` and ``w = beta`` otherwise; its soft setting is alpha = beta = -0.07. ``hard`` is the paper's
 hard-constraint setting alpha = 0, beta = -1 (``alpha``/``beta`` in the preset are ignored). ``linear``:
 ``acc - linear_lambda * cost / T``. ``amc`` (He et al., 2018, AMC's resource-constrained reward):
@@ -54,10 +57,18 @@ def mnasnet_reward(accuracy: float, cost: float, target: float, alpha: float, be
     return RewardTerms(accuracy * (cost / target) ** w, accuracy, cost, target, w)
 
 
-def budget_reward(accuracy: float, cost: float, target: float, penalty: float) -> RewardTerms:
-    """``accuracy`` within the budget (``cost <= target``); ``accuracy - penalty * (cost / target - 1)`` over it."""
-    overshoot = max(0.0, cost / target - 1.0)
-    return RewardTerms(accuracy - penalty * overshoot, accuracy, cost, target, 0.0)
+def budget_reward(accuracy: float, cost: float, target: float, penalty: float, below: bool = False) -> RewardTerms:
+    """``accuracy`` within the budget (``cost <= target``); ``accuracy - penalty * (cost / target - 1)`` over it,
+    minus 1 more when ``below`` (so it ranks below every child within the budget)."""
+    overshoot = cost / target - 1.0
+    if overshoot <= 0:
+        return RewardTerms(accuracy, accuracy, cost, target, 0.0)
+    return RewardTerms(accuracy - penalty * overshoot - float(below), accuracy, cost, target, 0.0)
+
+
+def absolute_reward(accuracy: float, cost: float, target: float, beta: float) -> RewardTerms:
+    """TuNAS's ``accuracy + beta * |cost / target - 1|``."""
+    return RewardTerms(accuracy + beta * abs(cost / target - 1.0), accuracy, cost, target, beta)
 
 
 def child_cost(cfg: RewardConfig, latency_ms: float, flops: int) -> float:
@@ -90,7 +101,9 @@ def compute_reward(
     if cfg.kind == "linear":
         return RewardTerms(accuracy - cfg.linear_lambda * cost / target, accuracy, cost, target, 0.0)
     if cfg.kind == "budget":
-        return budget_reward(accuracy, cost, target, cfg.penalty)
+        return budget_reward(accuracy, cost, target, cfg.penalty, cfg.infeasible == "below")
+    if cfg.kind == "absolute":
+        return absolute_reward(accuracy, cost, target, cfg.beta)
     if cfg.kind == "custom":
         function = import_reward_function(cfg.function)
         value = function(accuracy=accuracy, latency_ms=latency_ms, flops=flops, cost=cost, target=target)
