@@ -41,8 +41,9 @@ OBJECTIVES: dict[str, list[str]] = {
     "graded_p10": ["reward.kind=budget", "reward.infeasible=graded", "reward.penalty=10.0"],
     "below_p1": ["reward.kind=budget", "reward.infeasible=below", "reward.penalty=1.0"],
     "below_p0.1": ["reward.kind=budget", "reward.infeasible=below", "reward.penalty=0.1"],
+    "absolute_0.03": ["reward.kind=absolute", "reward.beta=-0.03"],
     "absolute_0.07": ["reward.kind=absolute", "reward.beta=-0.07"],
-    "absolute_0.5": ["reward.kind=absolute", "reward.beta=-0.5"],
+    "absolute_0.2": ["reward.kind=absolute", "reward.beta=-0.2"],
     "mnasnet": ["reward.kind=mnasnet", "reward.alpha=-0.07", "reward.beta=-0.07"],
     "hard": ["reward.kind=hard"],
 }
@@ -56,7 +57,8 @@ def space_children(table: Path, latency_table: Path) -> list[dict]:
     from rlnas.config import load_env_preset
     from rlnas.envs.tabular import TabularEvaluator
 
-    preset = load_env_preset("nas_bench_macro", [f"table.path={table}", *latency_overrides(latency_table, 1.0)])
+    overrides = [f"table.path={table}", "reward.kind=budget", *latency_overrides(latency_table, 1.0)]
+    preset = load_env_preset("nas_bench_macro", overrides)
     evaluator = TabularEvaluator(preset)
     space, children = evaluator.space, []
     for key in evaluator.table.canonical:
@@ -136,18 +138,18 @@ def main() -> None:
     results: dict[str, dict[str, dict[str, list[dict[int, float]]]]] = {}
     with tempfile.TemporaryDirectory() as runs_dir, ProcessPoolExecutor(args.workers) as pool:
         jobs = {
-            (name, objective, strategy): [
-                pool.submit(one_run, strategy, seed, budget, [*s["overrides"], *OBJECTIVES[objective]], runs_dir, (),
-                            args.step_cap, s["optimum"], s["limit"], s["cost"])
-                for seed in seeds
-            ]
-            for name, s in settings.items() for objective in args.objectives for strategy in args.strategies
+            (name, objective, strategy, seed): pool.submit(
+                one_run, strategy, seed, budget, [*s["overrides"], *OBJECTIVES[objective]], runs_dir, (),
+                args.step_cap, s["optimum"], s["limit"], s["cost"])
+            for seed in seeds for name, s in settings.items() for objective in args.objectives
+            for strategy in args.strategies
         }  # fmt: skip
-        for (name, objective, strategy), futures in jobs.items():
-            runs = [per_seed(f.result(), settings[name], args.budgets, args.step_cap) for f in futures]
-            results.setdefault(name, {}).setdefault(objective, {})[strategy] = runs
-            print(f"{name} {objective} {strategy}: " + ", ".join(
-                f"{b}: {statistics.mean(r[b] for r in runs):.3f}" for b in args.budgets), flush=True)  # fmt: skip
+        # seed by seed, so that the runs finished so far (printed one per line) are a balanced sample
+        for (name, objective, strategy, seed), future in jobs.items():
+            best = per_seed(future.result(), settings[name], args.budgets, args.step_cap)
+            results.setdefault(name, {}).setdefault(objective, {}).setdefault(strategy, []).append(best)
+            print(json.dumps({"setting": name, "objective": objective, "strategy": strategy, "seed": seed,
+                              "best": best}), flush=True)  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps({"args": vars(args) | {"table": str(args.table), "out": str(args.out),
                                         "latency_table": str(args.latency_table)}, "results": results}))  # fmt: skip
