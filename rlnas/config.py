@@ -105,9 +105,10 @@ class LatencyConfig:
 class RewardConfig:
     """How accuracy is traded against cost (see :mod:`rlnas.envs.reward` for the formulas).
 
-    ``kind``: ``budget`` (the default: the most accurate child with cost <= target; a child over the target
-    loses ``penalty`` x its relative overshoot, and with ``infeasible: below`` 1 more, which ranks it below every
-    child within the target), ``absolute`` (TuNAS: ``acc + beta * |cost / target - 1|``), ``mnasnet`` (soft,
+    ``kind``: ``budget`` (the default: the most accurate child with cost <= target is sought; a child within the
+    target loses ``slack`` x the fraction of the target it leaves unused, one over it ``penalty`` x its relative
+    overshoot, and with ``infeasible: below`` 1 more, which ranks it below every child within the target;
+    ``slack = penalty`` is TuNAS's absolute-value reward), ``mnasnet`` (soft,
     ``acc * (cost / target) ** w``), ``hard`` (alpha=0, beta=-1), ``linear``
     (``acc - linear_lambda * cost / target``), ``amc`` (``-(1 - acc) * ln(FLOPs)``), ``accuracy``, or ``custom``
     (``function: "module:name"`` called with accuracy, latency_ms, flops, cost, target; returns the reward).
@@ -115,13 +116,14 @@ class RewardConfig:
     """
 
     target_ms: float | None = None
-    kind: Literal["budget", "absolute", "mnasnet", "hard", "linear", "amc", "accuracy", "custom"] = "budget"
+    kind: Literal["budget", "mnasnet", "hard", "linear", "amc", "accuracy", "custom"] = "budget"
     cost: Literal["latency", "flops"] = "latency"
     target_mflops: float | None = None
     alpha: float = -0.07
     beta: float = -0.07
     linear_lambda: float = 0.1
     penalty: float = 1.0
+    slack: float = 0.0
     infeasible: Literal["graded", "below"] = "graded"
     function: str | None = None
     failure_reward: float = 0.0
@@ -484,7 +486,7 @@ def _validate_reward(r: RewardConfig) -> None:
             )
         _check(value is None or value > 0, f"reward.{key}", value, f"a positive target in {unit}")
     _check(r.penalty > 0, "reward.penalty", r.penalty, "a positive penalty per unit of relative overshoot")
-    _check(r.kind != "absolute" or r.beta < 0, "reward.beta", r.beta, "a negative weight for kind absolute")
+    _check(r.slack >= 0, "reward.slack", r.slack, "a non-negative weight per unit of the target left unused")
     _check(r.kind != "custom" or bool(r.function), "reward.function", r.function, "'module:function' for kind custom")
     if r.function:
         from rlnas.envs.reward import import_reward_function

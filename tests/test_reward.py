@@ -170,22 +170,28 @@ def test_budget_graded_lets_an_accurate_child_just_over_the_budget_outrank_a_poo
     assert compute_reward(cfg, 0.99, 2.02, 0).reward > compute_reward(cfg, 0.10, 2.0, 0).reward
 
 
-def test_absolute_reward_pulls_towards_the_target_from_both_sides():
-    cfg = RewardConfig(kind="absolute", target_ms=2.0, beta=-0.5)
-    assert compute_reward(cfg, 0.9, 2.0, 0).reward == pytest.approx(0.9)
-    assert compute_reward(cfg, 0.9, 1.0, 0).reward == pytest.approx(0.9 - 0.5 * 0.5)  # half the target
-    assert compute_reward(cfg, 0.9, 3.0, 0).reward == pytest.approx(0.9 - 0.5 * 0.5)  # 1.5x the target
-    assert compute_reward(cfg, 0.9, 3.0, 0).exponent == -0.5
+def test_budget_slack_pulls_towards_the_target_from_below():
+    cfg = RewardConfig(target_ms=2.0, penalty=1.0, slack=0.1)
+    rewards = [compute_reward(cfg, 0.9, lat, 0).reward for lat in (0.5, 1.0, 1.5, 2.0)]
+    assert rewards == sorted(rewards) and rewards[-1] == pytest.approx(0.9)  # the nearer the budget, the more
+    assert rewards[1] == pytest.approx(0.9 - 0.1 * 0.5)  # half the budget left unused
+    assert compute_reward(cfg, 0.9, 3.0, 0).reward == pytest.approx(0.9 - 1.0 * 0.5)  # over it: the penalty
+
+
+def test_budget_with_equal_slack_and_penalty_is_tunas_absolute_value_reward():
+    beta = -0.07
+    cfg = RewardConfig(target_ms=2.0, penalty=-beta, slack=-beta)
+    for lat in (0.5, 1.0, 2.0, 2.5, 6.0):
+        assert compute_reward(cfg, 0.9, lat, 0).reward == pytest.approx(0.9 + beta * abs(lat / 2.0 - 1))
 
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("reward.beta=0.1", "reward.beta"), ("reward.infeasible=ignore", "reward.infeasible"),
+    [("reward.slack=-0.1", "reward.slack"), ("reward.infeasible=ignore", "reward.infeasible"),
      ("reward.penalty=0", "reward.penalty")],
 )  # fmt: skip
 def test_bad_budget_settings_are_named(override, key):
     from rlnas.config import ConfigError, load_env_preset
 
-    overrides = ["reward.kind=absolute"] if key == "reward.beta" else []
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        load_env_preset("digits", [*overrides, override])
+        load_env_preset("digits", [override])
