@@ -122,7 +122,7 @@ class RewardConfig:
     alpha: float = -0.07
     beta: float = -0.07
     linear_lambda: float = 0.1
-    penalty: float = 1.0
+    penalty: float = 0.1
     slack: float = 0.0
     infeasible: Literal["graded", "below"] = "graded"
     function: str | None = None
