@@ -111,6 +111,20 @@ def per_seed(children: list[dict], setting: dict, budgets: list[int], step_cap: 
     }
 
 
+def reused_runs(logs: list[Path], budgets: list[int]) -> dict[tuple, dict[int, float]]:
+    """The runs an earlier invocation printed (one JSON line each) to ``logs``, by (setting, objective, strategy,
+    seed), when they have a figure at every one of ``budgets``: a long bench killed on a busy machine resumes."""
+    runs = {}
+    for log in logs:
+        for line in log.read_text().splitlines():
+            if line.startswith('{"setting"'):
+                run = json.loads(line)
+                best = {int(b): value for b, value in run["best"].items()}
+                if set(budgets) <= set(best):
+                    runs[(run["setting"], run["objective"], run["strategy"], run["seed"])] = best
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=20)
@@ -125,6 +139,7 @@ def main() -> None:
     parser.add_argument("--latency-table", type=Path, default=LATENCY_TABLE)
     parser.add_argument("--out", type=Path, help="also write every run's figures to this JSON file")
     parser.add_argument("--no-record", action="store_true", help="print only; do not touch BENCHMARKS.md")
+    parser.add_argument("--reuse", type=Path, nargs="+", default=[], help="earlier output: its runs are not rerun")
     args = parser.parse_args()
     if not args.latency_table.is_file():
         raise SystemExit(
@@ -136,16 +151,17 @@ def main() -> None:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     results: dict[str, dict[str, dict[str, list[dict[int, float]]]]] = {}
     with tempfile.TemporaryDirectory() as runs_dir, ProcessPoolExecutor(args.workers) as pool:
+        done = reused_runs(args.reuse, args.budgets)
         jobs = {
-            (name, objective, strategy, seed): pool.submit(
+            (name, objective, strategy, seed): done.get((name, objective, strategy, seed)) or pool.submit(
                 one_run, strategy, seed, budget, [*s["overrides"], *OBJECTIVES[objective]], runs_dir, (),
                 args.step_cap, s["optimum"], s["limit"], s["cost"])
             for seed in seeds for name, s in settings.items() for objective in args.objectives
             for strategy in args.strategies
         }  # fmt: skip
         # seed by seed, so that the runs finished so far (printed one per line) are a balanced sample
-        for (name, objective, strategy, seed), future in jobs.items():
-            best = per_seed(future.result(), settings[name], args.budgets, args.step_cap)
+        for (name, objective, strategy, seed), job in jobs.items():
+            best = job if isinstance(job, dict) else per_seed(job.result(), settings[name], args.budgets, args.step_cap)
             results.setdefault(name, {}).setdefault(objective, {}).setdefault(strategy, []).append(best)
             print(json.dumps({"setting": name, "objective": objective, "strategy": strategy, "seed": seed,
                               "best": best}), flush=True)  # fmt: skip
