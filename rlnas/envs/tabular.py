@@ -116,7 +116,7 @@ class TabularEvaluator:
             )
         )
         self.codes = self.config.codes or tuple(str(i) for i in range(len(self.space.operators)))
-        self.keep_codes = self.config.keep_codes or ("",)
+        self.keep_codes = self.config.keep_codes or ("",)  # without keep codes the space has one keep-ratio
         self.settings = {"evaluator": "tabular", "table": dataclasses.asdict(self.config)}
         self.latency: LatencySource | None = None
         if self.config.latency_ms is None and preset.reward.latency_target is not None:
@@ -132,9 +132,9 @@ class TabularEvaluator:
         separator."""
         self.space.validate(arch)
         ops, keeps = self.space.operators, self.space.keep_ratios
-        keep_code = (lambda k: self.keep_codes[keeps.index(k)]) if self.config.keep_codes else (lambda k: "")
         return self.config.separator.join(
-            self.codes[ops.index(op)] + keep_code(keep) for op, keep in zip(arch.ops, arch.keeps, strict=True)
+            self.codes[ops.index(op)] + self.keep_codes[keeps.index(keep)]
+            for op, keep in zip(arch.ops, arch.keeps, strict=True)
         )
 
     def evaluate(self, arch: Arch) -> EvalResult:
