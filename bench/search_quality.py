@@ -41,10 +41,11 @@ class OptimumFound(Exception):
 
 class StopAfterOptimum:
     """Pass evaluations through; once the (feasible) optimum has been evaluated, end the search at the next new
-    child: every later figure would be the optimum anyway, so stopping only saves time."""
+    child: every later figure would be the optimum anyway, so stopping only saves time. ``max_cost``: at most
+    this much of ``cost`` (``mflops`` or ``latency_ms``) is feasible."""
 
-    def __init__(self, evaluator, optimum: float, max_mflops: float | None) -> None:
-        self.evaluator, self.optimum, self.max_mflops = evaluator, optimum, max_mflops
+    def __init__(self, evaluator, optimum: float, max_cost: float | None, cost: str = "mflops") -> None:
+        self.evaluator, self.optimum, self.max_cost, self.cost = evaluator, optimum, max_cost, cost
         self.space, self.settings = evaluator.space, evaluator.settings
         self.found = False
 
@@ -52,9 +53,14 @@ class StopAfterOptimum:
         if self.found:
             raise OptimumFound
         result = self.evaluator.evaluate(arch)
-        feasible = self.max_mflops is None or result.flops / 1e6 <= self.max_mflops
+        feasible = self.max_cost is None or costs(result.flops, result.latency_ms)[self.cost] <= self.max_cost
         self.found = feasible and abs(100 * result.accuracy - self.optimum) < 1e-6
         return result
+
+
+def costs(flops: float, latency_ms: float) -> dict[str, float]:
+    """A child's costs a budget may limit: ``mflops`` and ``latency_ms``."""
+    return {"mflops": flops / 1e6, "latency_ms": latency_ms}
 
 
 def one_run(
@@ -66,9 +72,10 @@ def one_run(
     agent_overrides: tuple[str, ...] = (),
     step_cap: int = 20,
     optimum: float = 100.0,
-    max_mflops: float | None = None,
+    max_cost: float | None = None,
+    cost: str = "mflops",
 ) -> list[dict]:
-    """The child of every step of one search, in order (arch, accuracy and MFLOPs; repeats included): the search
+    """The child of every step of one search, in order (arch, accuracy, MFLOPs, latency; repeats included): the search
     runs to ``budget`` distinct children (rlnas' own budget: repeats are answered from the run's store) or
     ``step_cap * budget`` steps, or until the first new child after the feasible ``optimum`` was found."""
     import torch
@@ -83,7 +90,7 @@ def one_run(
     env = load_env_preset("nas_bench_macro", overrides)
     agent = load_agent_preset(strategy, agent_overrides)
     name = f"{strategy}_{seed}_{abs(hash((*overrides, *agent_overrides)))}"
-    evaluator = StopAfterOptimum(make_evaluator(env, "cpu"), optimum, max_mflops)
+    evaluator = StopAfterOptimum(make_evaluator(env, "cpu"), optimum, max_cost, cost)
     try:
         run_search(env, agent, evaluations=budget, max_steps=step_cap * budget, runs_dir=runs_dir, run_name=name,
                    seed=seed, progress_bar=False, evaluator=evaluator, plot_every=budget)  # fmt: skip
@@ -95,7 +102,7 @@ def one_run(
     records = {r["id"]: r for r in store.records()}
     children = [records[s["evaluation"]] for s in store.steps()]
     store.close()
-    return [{"arch": c["arch"], "accuracy": c["accuracy"], "mflops": c["flops"] / 1e6} for c in children]
+    return [{"arch": c["arch"], "accuracy": c["accuracy"], **costs(c["flops"], c["latency_ms"])} for c in children]
 
 
 def within(children: list[dict], budget: int, counting: str, step_cap: int) -> list[dict]:
@@ -111,13 +118,21 @@ def within(children: list[dict], budget: int, counting: str, step_cap: int) -> l
     return children[: step_cap * budget]
 
 
-def best_within(children: list[dict], max_mflops: float | None) -> float:
-    feasible = [c["accuracy"] for c in children if max_mflops is None or c["mflops"] <= max_mflops]
+def best_within(children: list[dict], max_cost: float | None, cost: str = "mflops") -> float:
+    """The best accuracy (%) among ``children`` with at most ``max_cost`` of ``cost`` (0 when none)."""
+    feasible = [c["accuracy"] for c in children if max_cost is None or c[cost] <= max_cost]
     return 100 * max(feasible, default=0.0)
 
 
 def summarise(
-    runs: dict[str, list[list[dict]]], budgets, max_mflops, optimum, accuracies, counting="distinct", step_cap=20
+    runs: dict[str, list[list[dict]]],
+    budgets,
+    max_cost,
+    optimum,
+    accuracies,
+    counting="distinct",
+    step_cap=20,
+    cost="mflops",
 ) -> tuple[list, dict]:
     """Table rows ``(strategy, budget, mean, std, optimum rate, median rank)`` and headline figures."""
     rows, figures = [], {}
@@ -125,7 +140,7 @@ def summarise(
     for strategy, per_seed in runs.items():
         for budget in budgets:
             spent = [within(children, budget, counting, step_cap) for children in per_seed]
-            best = [best_within(children, max_mflops) for children in spent]
+            best = [best_within(children, max_cost, cost) for children in spent]
             ranks = [1 + sum(a > b + 1e-9 for a in accuracies) for b in best]
             hit = sum(abs(b - optimum) < 1e-6 for b in best) / len(best)
             mean, std = statistics.mean(best), statistics.pstdev(best)

@@ -115,9 +115,11 @@ class LatencyConfig:
 class RewardConfig:
     """How accuracy is traded against cost (see :mod:`rlnas.envs.reward` for the formulas).
 
-    ``kind``: ``budget`` (the default: the most accurate child with cost <= target; a child over the target
-    loses ``penalty`` x its relative overshoot), ``mnasnet`` (soft, ``acc * (cost / target) ** w``), ``hard``
-    (alpha=0, beta=-1), ``linear``
+    ``kind``: ``budget`` (the default: the most accurate child with cost <= target is sought; a child within the
+    target loses ``slack`` x the fraction of the target it leaves unused, one over it ``penalty`` x its relative
+    overshoot, and with ``infeasible: below`` 1 more, which ranks it below every child within the target;
+    ``slack = penalty`` is TuNAS's absolute-value reward), ``mnasnet`` (soft,
+    ``acc * (cost / target) ** w``), ``hard`` (alpha=0, beta=-1), ``linear``
     (``acc - linear_lambda * cost / target``), ``amc`` (``-(1 - acc) * ln(FLOPs)``), ``accuracy``, or ``custom``
     (``function: "module:name"`` called with accuracy, latency_ms, flops, cost, target; returns the reward).
     ``cost``: ``latency`` (target ``target_ms``) or ``flops`` (target ``target_mflops``).
@@ -130,7 +132,9 @@ class RewardConfig:
     alpha: float = -0.07
     beta: float = -0.07
     linear_lambda: float = 0.1
-    penalty: float = 1.0
+    penalty: float = 0.1
+    slack: float = 0.0
+    infeasible: Literal["graded", "below"] = "graded"
     function: str | None = None
     failure_reward: float = 0.0
 
@@ -145,14 +149,18 @@ class TableConfig:
     """A table of published results for the ``tabular`` evaluator (format: :mod:`rlnas.envs.tabular`).
 
     ``path`` (``~`` and ``$VARS`` expanded; relative to the current directory) is a JSON object or a CSV file.
-    ``codes[i]`` is how the table writes ``space.operators[i]`` (default: its index); a child's key joins its
-    layers' codes with ``separator``. Metric fields are named by ``accuracy``, ``flops``, ``params`` and
-    ``latency_ms`` (null: the table has none); ``accuracy_scale`` turns the table's accuracy into [0, 1].
+    ``codes[i]`` is how the table writes ``space.operators[i]`` (default: its index); ``keep_codes[j]`` how it
+    writes ``space.keep_ratios[j]`` (null: the space has one keep-ratio and keys carry none). A layer's code is
+    its operator's code followed by its keep-ratio's; a child's key joins its layers' codes with ``separator``.
+    Metric fields are named by ``accuracy``, ``flops``, ``params`` and ``latency_ms`` (null: the table has
+    none; a reward that needs latency then takes it from the preset's ``latency`` source, e.g. a latency table
+    built for the space); ``accuracy_scale`` turns the table's accuracy into [0, 1].
     ``merge_identical``: keys whose records are identical in every field are one network (one record).
     """
 
     path: str
     codes: tuple[str, ...] | None = None
+    keep_codes: tuple[str, ...] | None = None
     separator: str = ""
     accuracy: str = "mean_acc"
     accuracy_scale: float = 100.0
@@ -546,6 +554,7 @@ def _validate_reward(r: RewardConfig) -> None:
             )
         _check(value is None or value > 0, f"reward.{key}", value, f"a positive target in {unit}")
     _check(r.penalty > 0, "reward.penalty", r.penalty, "a positive penalty per unit of relative overshoot")
+    _check(r.slack >= 0, "reward.slack", r.slack, "a non-negative weight per unit of the target left unused")
     _check(r.kind != "custom" or bool(r.function), "reward.function", r.function, "'module:function' for kind custom")
     if r.kind == "custom":  # a function named for another kind is not imported: importing runs its module's code
         try:
@@ -564,10 +573,15 @@ def _validate_table(p: EnvPreset) -> None:
     if t.codes is not None:
         _check(len(t.codes) == len(ops), "table.codes", list(t.codes), f"one code per operator ({len(ops)})")
         _check(len(set(t.codes)) == len(t.codes), "table.codes", list(t.codes), "distinct codes")
+    keeps = p.space.keep_ratios
+    if t.keep_codes is None:
+        one_keep = "a code per keep-ratio (keys without one need space.keep_ratios: [1.0])"
+        _check(len(keeps) == 1, "table.keep_codes", None, one_keep)
+    else:
+        n = len(keeps)
+        _check(len(t.keep_codes) == n, "table.keep_codes", list(t.keep_codes), f"one code per keep-ratio ({n})")
+        _check(len(set(t.keep_codes)) == n, "table.keep_codes", list(t.keep_codes), "distinct codes")
     _check(t.accuracy_scale > 0, "table.accuracy_scale", t.accuracy_scale, "a positive number (100 for percent)")
-    uses_latency = p.reward.latency_target is not None
-    no_latency = "a latency column, or reward.cost: flops or reward.kind: accuracy (a table cannot measure latency)"
-    _check(t.latency_ms is not None or not uses_latency, "table.latency_ms", None, no_latency)
     _check(
         t.flops is not None or p.reward.cost != "flops", "table.flops", None, "a FLOPs column for reward.cost: flops"
     )

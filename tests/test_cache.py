@@ -33,11 +33,11 @@ def test_a_repeated_child_is_answered_from_the_store(tmp_path, digits_preset, fa
     assert EvalResult.from_record(again) == EvalResult.from_record(first)
     assert again_reward == first_reward
 
-    tight = first["latency_ms"] / 2  # the reward follows the current target: half the child's latency
+    tight = first["cost"] / 2  # the reward follows the current target: half the child's latency puts it over budget
     env.reset(options={"target_latency_ms": tight})
-    _, tight_reward, _, _, tightened = env.step(action(env, ARCH))
-    assert tightened["cached"] and fake_evaluator.calls == 1
-    assert tight_reward < first_reward and tightened["target"] == tight
+    _, tight_reward, _, _, again_tight = env.step(action(env, ARCH))
+    assert again_tight["cached"] and fake_evaluator.calls == 1
+    assert tight_reward < first_reward and again_tight["target"] == tight
     steps = env.store.steps()
     assert [s["cached"] for s in steps] == [False, True, True]
     assert len(env.store.records()) == 1

@@ -128,10 +128,11 @@ def test_a_step_trains_prunes_and_reports(digits_preset, digits_data):
     assert 0 < info["params"] < info["params_unpruned"]
     assert info["target"] == digits_preset.reward.target_ms and info["cost"] == info["latency_ms"]
     assert obs.tolist() == [1.0]
-    # the reward is the budget objective of what was measured
+    # the reward is the budget formula of what was measured: the accuracy within the target, less over it
     t = digits_preset.reward
-    overshoot = max(0.0, info["latency_ms"] / t.target_ms - 1)
-    assert reward == pytest.approx(info["accuracy"] - t.penalty * overshoot)
+    ratio = info["latency_ms"] / t.target_ms
+    expected = info["accuracy"] - t.slack * max(0.0, 1 - ratio) - t.penalty * max(0.0, ratio - 1)
+    assert t.kind == "budget" and info["exponent"] == 0.0 and reward == pytest.approx(expected)
     assert info["reward"] == reward
 
     # the same child trains the same way: its accuracy and size do not change, only timings do

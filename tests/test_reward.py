@@ -69,7 +69,7 @@ def test_mnasnet_reward_falls_with_latency_and_rises_with_accuracy():
 
 def test_budget_is_the_default_and_pays_accuracy_alone_within_the_target():
     cfg = RewardConfig(target_ms=2.0)
-    assert cfg.kind == "budget"
+    assert (cfg.kind, cfg.penalty, cfg.slack, cfg.infeasible) == ("budget", 0.1, 0.0, "graded")  # docs/budgets.md
     cheap, at_target = compute_reward(cfg, 0.8, 0.5, 0), compute_reward(cfg, 0.8, 2.0, 0)
     assert cheap.reward == at_target.reward == pytest.approx(0.8)  # nothing for being cheaper than the budget
 
@@ -83,7 +83,7 @@ def test_budget_penalises_the_relative_overshoot():
 
 
 def test_budget_with_flops_uses_the_flops_target():
-    cfg = RewardConfig(cost="flops", target_mflops=50.0)
+    cfg = RewardConfig(cost="flops", target_mflops=50.0, penalty=1.0)
     assert compute_reward(cfg, 0.9, latency_ms=9.0, flops=75_000_000).reward == pytest.approx(0.9 - 0.5)
 
 
@@ -262,3 +262,47 @@ def test_the_reward_function_is_imported_only_for_kind_custom(tmp_path, monkeypa
     assert marker.exists()
     with pytest.raises(ConfigError, match=r"cannot be imported \(TypeError: .*relative import"):
         load_env_preset("digits", ["reward.kind=custom", "reward.function=.relative:f"])
+
+
+def test_budget_below_ranks_every_child_over_the_budget_below_every_child_within_it():
+    cfg = RewardConfig(target_ms=2.0, infeasible="below", penalty=1.0)
+    poor_within = compute_reward(cfg, 0.10, 2.0, 0).reward
+    over = {lat: compute_reward(cfg, 0.99, lat, 0).reward for lat in (2.02, 2.2, 4.0)}
+    assert poor_within == pytest.approx(0.10)
+    assert max(over.values()) < poor_within  # an accurate child just over the budget still ranks last
+    assert over[2.02] > over[2.2] > over[4.0]  # among themselves: by overshoot
+    assert over[2.2] == pytest.approx(0.99 - 0.1 - 1.0)
+    # and by accuracy at equal overshoot, so the learner still sees which over-budget children are better
+    assert compute_reward(cfg, 0.95, 2.2, 0).reward > compute_reward(cfg, 0.90, 2.2, 0).reward
+
+
+def test_budget_graded_lets_an_accurate_child_just_over_the_budget_outrank_a_poor_one_within():
+    cfg = RewardConfig(target_ms=2.0, infeasible="graded", penalty=1.0)
+    assert compute_reward(cfg, 0.99, 2.02, 0).reward > compute_reward(cfg, 0.10, 2.0, 0).reward
+
+
+def test_budget_slack_pulls_towards_the_target_from_below():
+    cfg = RewardConfig(target_ms=2.0, penalty=1.0, slack=0.1)
+    rewards = [compute_reward(cfg, 0.9, lat, 0).reward for lat in (0.5, 1.0, 1.5, 2.0)]
+    assert rewards == sorted(rewards) and rewards[-1] == pytest.approx(0.9)  # the nearer the budget, the more
+    assert rewards[1] == pytest.approx(0.9 - 0.1 * 0.5)  # half the budget left unused
+    assert compute_reward(cfg, 0.9, 3.0, 0).reward == pytest.approx(0.9 - 1.0 * 0.5)  # over it: the penalty
+
+
+def test_budget_with_equal_slack_and_penalty_is_tunas_absolute_value_reward():
+    beta = -0.07
+    cfg = RewardConfig(target_ms=2.0, penalty=-beta, slack=-beta)
+    for lat in (0.5, 1.0, 2.0, 2.5, 6.0):
+        assert compute_reward(cfg, 0.9, lat, 0).reward == pytest.approx(0.9 + beta * abs(lat / 2.0 - 1))
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("reward.slack=-0.1", "reward.slack"), ("reward.infeasible=ignore", "reward.infeasible"),
+     ("reward.penalty=0", "reward.penalty")],
+)  # fmt: skip
+def test_bad_budget_settings_are_named(override, key):
+    from rlnas.config import ConfigError, load_env_preset
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_env_preset("digits", [override])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 import warnings
@@ -14,7 +15,12 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from rlnas.config import ConfigError, load_env_preset, to_dict
 from rlnas.envs.child_net import ChildNetEnv
+from rlnas.envs.evaluators import space_for
 from rlnas.envs.tabular import BenchmarkTable, TabularEvaluator
+from rlnas.latency import count_flops
+from rlnas.latency.build import build_table
+from rlnas.latency.table import LatencyTable
+from rlnas.pruning import build_model
 from rlnas.space import Arch
 from rlnas.training.data import DataError
 
@@ -103,9 +109,89 @@ def test_flops_constrained_reward_on_the_table(macro_preset, macro):
     assert big["reward"] == pytest.approx(big["accuracy"] * (big["cost"] / 50) ** -0.07)
 
 
-def test_a_latency_reward_on_a_table_without_latency_is_refused(macro_preset):
-    with pytest.raises(ConfigError, match=r"table\.latency_ms"):
-        load_env_preset(to_dict(macro_preset), ["reward.kind=mnasnet", "reward.cost=latency", "reward.target_ms=5"])
+# ------------------------------------------------------------------------------ latency from rlnas's source
+
+
+@pytest.fixture(scope="module")
+def synthetic_latency_table(synthetic_table_preset, tmp_path_factory) -> Path:
+    """A latency table built (quickly, coarsely) for the synthetic table's space, at the preset's latency settings."""
+    cfg = dataclasses.replace(synthetic_table_preset.latency, warmup=1, repeats=2)
+    table = build_table(space_for(synthetic_table_preset), cfg, rounds=1, calibration=0, progress=False)
+    return table.save(tmp_path_factory.mktemp("latency") / "synthetic.json")
+
+
+def test_a_table_without_latency_takes_it_from_a_latency_table_of_the_space(
+    synthetic_table_preset, synthetic_latency_table
+):
+    overrides = ["reward.kind=budget", "reward.target_ms=1.0", "latency.source=table"]
+    preset = load_env_preset(to_dict(synthetic_table_preset), [*overrides, f"latency.table={synthetic_latency_table}"])
+    evaluator = TabularEvaluator(preset)
+    predictor = LatencyTable.load(synthetic_latency_table, evaluator.space)
+    small, large = Arch(("skip",) * 4, (1.0,) * 4), Arch(("mbconv3_k3",) * 4, (1.0,) * 4)
+    results = {arch: evaluator.evaluate(arch) for arch in (small, large)}
+    for arch, result in results.items():
+        assert result.latency_ms == pytest.approx(predictor.predict(arch)) and result.latency_source == "table"
+    assert results[large].latency_ms > results[small].latency_ms
+    assert evaluator.settings["latency_source"] == "table"  # the evaluation cache keys on where latency came from
+    env = ChildNetEnv(preset, evaluator=evaluator)
+    info = env.step(env.space.encode(large))[4]
+    assert info["cost"] == pytest.approx(results[large].latency_ms) and info["target"] == 1.0
+
+
+def test_a_table_without_latency_can_scale_flops_of_the_built_child(synthetic_table_preset):
+    overrides = ["reward.kind=budget", "reward.target_ms=1.0", "latency.source=flops", "latency.repeats=2"]
+    evaluator = TabularEvaluator(load_env_preset(to_dict(synthetic_table_preset), overrides))
+    small, large = Arch(("skip",) * 4, (1.0,) * 4), Arch(("mbconv3_k3",) * 4, (1.0,) * 4)
+    latency = {arch: evaluator.evaluate(arch).latency_ms for arch in (small, large)}
+    flops = {arch: count_flops(build_model(evaluator.space, arch), evaluator.space.input_shape) for arch in latency}
+    assert latency[small] > 0 and latency[large] / latency[small] == pytest.approx(flops[large] / flops[small])
+    assert evaluator.evaluate(small).latency_source == "flops"
+
+
+def test_a_table_without_latency_under_an_accuracy_reward_measures_nothing(synthetic_table_preset):
+    evaluator = TabularEvaluator(synthetic_table_preset)
+    result = evaluator.evaluate(Arch(("skip",) * 4, (1.0,) * 4))
+    assert evaluator.latency is None and result.latency_ms == 0.0 and result.latency_source == ""
+
+
+# ------------------------------------------------------------------------------------------- keep-ratio codes
+
+
+def width_table_preset(tmp_path: Path, keep_codes: list[str] | None) -> dict:
+    """A 2-layer space of conv3x3 or skip at keep-ratios 0.5 or 1.0, over a JSON table keyed ``<op><keep>-...``
+    (operator codes c/s, keep codes h/f); accuracy grows with the index of the key, so every key has its own."""
+    keys = ["-".join(pair) for pair in itertools.product(["ch", "cf", "sh", "sf"], repeat=2)]
+    path = tmp_path / "width.json"
+    path.write_text(json.dumps({k: {"acc": 50 + i, "flops": 1e6 * (i + 1), "params": i} for i, k in enumerate(keys)}))
+    table = {"path": str(path), "codes": ["c", "s"], "separator": "-", "accuracy": "acc", "keep_codes": keep_codes}
+    return {
+        "name": "width",
+        "data": {"name": "digits"},
+        "space": {"stem_width": 4, "stages": [{"layers": 2, "width": 8}], "operators": ["conv3x3", "skip"],
+                  "keep_ratios": [0.5, 1.0]},
+        "train": {"steps": 0, "finetune_steps": 0},
+        "evaluator": "tabular",
+        "table": table,
+        "reward": {"kind": "accuracy"},
+    }  # fmt: skip
+
+
+def test_a_table_keyed_by_operator_and_keep_ratio_codes(tmp_path):
+    evaluator = TabularEvaluator(load_env_preset(width_table_preset(tmp_path, ["h", "f"])))
+    arch = Arch(("conv3x3", "skip"), (0.5, 1.0))
+    assert evaluator.key_of(arch) == "ch-sf"
+    assert evaluator.evaluate(arch).accuracy == pytest.approx(0.53)  # "ch-sf" is the table's 4th key
+    assert evaluator.evaluate(Arch(("skip", "conv3x3"), (1.0, 0.5))).accuracy == pytest.approx(0.62)  # "sf-ch"
+    assert evaluator.evaluate(Arch(("conv3x3", "conv3x3"), (1.0, 1.0))).flops == 6_000_000  # "cf-cf"
+
+
+@pytest.mark.parametrize(
+    ("keep_codes", "message"),
+    [(None, "a code per keep-ratio"), (["h"], r"one code per keep-ratio \(2\)"), (["h", "h"], "distinct codes")],
+)
+def test_keep_codes_must_name_every_keep_ratio_once(tmp_path, keep_codes, message):
+    with pytest.raises(ConfigError, match=rf"table\.keep_codes: .*{message}"):
+        load_env_preset(width_table_preset(tmp_path, keep_codes))
 
 
 # --------------------------------------------------------------------------------------- format and errors
@@ -164,13 +250,12 @@ def test_a_key_the_table_lacks_is_named():
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("space.keep_ratios=[0.5, 1.0]", None), ("table=null", "table"), ("table.codes=['0', '1']", "table.codes")],
+    [
+        ("space.keep_ratios=[0.5, 1.0]", "table.keep_codes"),
+        ("table=null", "table"),
+        ("table.codes=['0', '1']", "table.codes"),
+    ],
 )
 def test_bad_tabular_presets_are_refused(synthetic_table_preset, override, key):
-    data = to_dict(synthetic_table_preset)
-    if key is None:
-        with pytest.raises(ValueError, match="one keep-ratio"):
-            TabularEvaluator(load_env_preset(data, [override]))
-    else:
-        with pytest.raises(ConfigError, match=re.escape(key)):
-            load_env_preset(data, [override])
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_env_preset(to_dict(synthetic_table_preset), [override])

@@ -39,8 +39,9 @@ class ChildNetEnv(gym.Env):
     Always 1 when the reward has no latency target (``reward.kind: accuracy`` or ``reward.cost: flops``).
 
     ## Rewards
-    MnasNet's ``acc * (cost / T) ** w`` with cost = latency or FLOPs, or the accuracy alone (see
-    :mod:`rlnas.envs.reward`); ``reward.failure_reward`` (default 0) for a child whose training diverged
+    With a latency or FLOPs target T, by default the accuracy within the budget (cost <= T) and less over it
+    (``reward.kind: budget``); MnasNet's ``acc * (cost / T) ** w`` and the others are options; or the accuracy
+    alone (see :mod:`rlnas.envs.reward`). ``reward.failure_reward`` (default 0) for a child whose training diverged
     (``info["status"]`` ``diverged``) or whose reward could not be computed (``reward_error``: a custom reward
     function raised or gave no finite number; the child's metrics are kept), with the reason in ``info["reason"]``.
 

@@ -1,8 +1,13 @@
 """Rewards that trade accuracy against a cost: measured latency (ms) or FLOPs (MFLOPs).
 
-``budget`` (the default): a latency or FLOPs target is a budget, so a child within it earns its accuracy and one
-over it ``acc - penalty * (cost / T - 1)``: the controller still learns from children over the budget, and from
-how far over they are. ``mnasnet`` (Tan et al., 2019): ``acc * (cost / T) ** w`` with ``w = alpha`` when
+``budget`` (the default): a latency or FLOPs target T is a budget. With ``r = cost / T``, a child within it
+(``r <= 1``) earns ``acc - slack * (1 - r)`` and one over it ``acc - penalty * (r - 1)``, and 1 less again with
+``infeasible: below`` (then every child over the budget earns less than every child within it, as accuracies
+are at most 1). The controller learns from children over the budget and from how far over they are; ``slack``
+pulls the search towards the budget from below, where the most accurate child within it usually is (accuracy
+grows with cost). ``slack = 0`` pays the accuracy alone within the budget; ``slack = penalty = -beta`` is
+TuNAS's absolute-value reward ``acc + beta * |r - 1|`` (Bender et al., 2020).
+``mnasnet`` (Tan et al., 2019): ``acc * (cost / T) ** w`` with ``w = alpha`` when
 ``cost <= T`` and ``w = beta`` otherwise; its soft setting is alpha = beta = -0.07. ``hard`` is the paper's
 hard-constraint setting alpha = 0, beta = -1 (``alpha``/``beta`` in the preset are ignored). ``linear``:
 ``acc - linear_lambda * cost / T``. ``amc`` (He et al., 2018, AMC's resource-constrained reward):
@@ -60,10 +65,15 @@ def mnasnet_reward(accuracy: float, cost: float, target: float, alpha: float, be
     return RewardTerms(accuracy * (cost / target) ** w, accuracy, cost, target, w)
 
 
-def budget_reward(accuracy: float, cost: float, target: float, penalty: float) -> RewardTerms:
-    """``accuracy`` within the budget (``cost <= target``); ``accuracy - penalty * (cost / target - 1)`` over it."""
-    overshoot = max(0.0, cost / target - 1.0)
-    return RewardTerms(accuracy - penalty * overshoot, accuracy, cost, target, 0.0)
+def budget_reward(
+    accuracy: float, cost: float, target: float, penalty: float, slack: float = 0.0, below: bool = False
+) -> RewardTerms:
+    """``accuracy - slack * (1 - cost / target)`` within the budget (``cost <= target``); ``accuracy - penalty *
+    (cost / target - 1)`` over it, minus 1 more when ``below`` (so it ranks below every child within it)."""
+    ratio = cost / target
+    if ratio <= 1.0:
+        return RewardTerms(accuracy - slack * (1.0 - ratio), accuracy, cost, target, 0.0)
+    return RewardTerms(accuracy - penalty * (ratio - 1.0) - float(below), accuracy, cost, target, 0.0)
 
 
 def child_cost(cfg: RewardConfig, latency_ms: float, flops: int) -> float:
@@ -115,7 +125,7 @@ def _terms(cfg: RewardConfig, accuracy: float, latency_ms: float, flops: int, ta
     if cfg.kind == "linear":
         return RewardTerms(accuracy - cfg.linear_lambda * cost / target, accuracy, cost, target, 0.0)
     if cfg.kind == "budget":
-        return budget_reward(accuracy, cost, target, cfg.penalty)
+        return budget_reward(accuracy, cost, target, cfg.penalty, cfg.slack, cfg.infeasible == "below")
     if cfg.kind == "custom":
         return RewardTerms(_custom_reward(cfg.function, accuracy, latency_ms, flops, cost, target), accuracy, cost,
                            target, 0.0)  # fmt: skip

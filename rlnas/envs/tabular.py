@@ -7,9 +7,17 @@ Table format (``table`` section of an env preset, :class:`rlnas.config.TableConf
 * **CSV**: one row per child, with either a ``key`` column or one column per layer (``layer_0``,
   ``layer_1``, ...) holding that layer's choice code, and one column per metric.
 
-A child's key joins its layers' codes (``table.codes[i]`` stands for ``space.operators[i]``, default
-``"0"``, ``"1"``, ...) with ``table.separator``. Metrics are read from the fields the preset names
-(``accuracy``, ``flops``, ``params``, ``latency_ms``); ``accuracy / accuracy_scale`` is the child's accuracy.
+A child's key joins its layers' codes with ``table.separator``. A layer's code is its operator's
+(``table.codes[i]`` stands for ``space.operators[i]``, default ``"0"``, ``"1"``, ...), followed by its
+keep-ratio's (``table.keep_codes[j]`` for ``space.keep_ratios[j]``) when the table indexes channel widths too:
+with codes ``[""]`` and keep codes ``["0", "1", "2", "3"]`` a width benchmark's key is one digit per layer.
+Metrics are read from the fields the preset names (``accuracy``, ``flops``, ``params``, ``latency_ms``);
+``accuracy / accuracy_scale`` is the child's accuracy.
+
+Latency: a table without a latency column (``latency_ms: null``) under a reward that needs latency takes it
+from the preset's latency source (:func:`rlnas.latency.source.latency_source`): a latency table built for the
+space by ``rlnas latency build``, the child built, pruned and measured, or its FLOPs scaled. So a budget can be
+set in milliseconds on a benchmark that published accuracies only.
 
 Equivalent keys: where the table stores *identical* records (every field equal) under several keys
 (NAS-Bench-Macro does so for architectures that differ only in where an identity layer sits after the first
@@ -33,6 +41,8 @@ import torch
 
 from rlnas.config import EnvPreset, TableConfig
 from rlnas.envs.evaluators import EvalResult, space_for
+from rlnas.latency.source import LatencySource, TableLatency, latency_source
+from rlnas.pruning import build_model, prune_child
 from rlnas.space import Arch, SearchSpace
 from rlnas.training.data import DataError
 
@@ -106,32 +116,56 @@ class TabularEvaluator:
             )
         )
         self.codes = self.config.codes or tuple(str(i) for i in range(len(self.space.operators)))
+        self.keep_codes = self.config.keep_codes or ("",)  # without keep codes the space has one keep-ratio
         self.settings = {"evaluator": "tabular", "table": dataclasses.asdict(self.config)}
+        self.latency: LatencySource | None = None
+        if self.config.latency_ms is None and preset.reward.latency_target is not None:
+            self.latency = latency_source(preset, self.space)
+            self.settings |= {"latency": dataclasses.asdict(preset.latency), "latency_source": self.latency.name}
         self._check_fits()
         # Lookups use no torch; the controller's tiny network is fastest on one thread (several threads made a
         # PPO search on a table 4x slower on a shared 2-core machine).
         torch.set_num_threads(preset.train.threads or 1)
 
     def key_of(self, arch: Arch) -> str:
-        """The table key of ``arch`` (its layers' operator codes joined by the separator)."""
+        """The table key of ``arch``: its layers' codes (operator code, then keep-ratio code) joined by the
+        separator."""
         self.space.validate(arch)
-        return self.config.separator.join(self.codes[self.space.operators.index(op)] for op in arch.ops)
+        ops, keeps = self.space.operators, self.space.keep_ratios
+        return self.config.separator.join(
+            self.codes[ops.index(op)] + self.keep_codes[keeps.index(keep)]
+            for op, keep in zip(arch.ops, arch.keeps, strict=True)
+        )
 
     def evaluate(self, arch: Arch) -> EvalResult:
         """The table's metrics for ``arch``."""
         record_key, record = self.table.lookup(self.key_of(arch))
         cfg = self.config
+        latency_ms, source = self._latency(arch, record, record_key)
         return EvalResult(
             arch=str(arch),
             status="ok",
             accuracy=float(self._metric(record, cfg.accuracy, record_key)) / cfg.accuracy_scale,
-            latency_ms=float(self._metric(record, cfg.latency_ms, record_key)) if cfg.latency_ms else 0.0,
+            latency_ms=latency_ms,
             flops=int(float(self._metric(record, cfg.flops, record_key))) if cfg.flops else 0,
             params=int(float(self._metric(record, cfg.params, record_key))) if cfg.params else 0,
             params_unpruned=int(float(self._metric(record, cfg.params, record_key))) if cfg.params else 0,
             record_key=record_key,
-            latency_source="benchmark" if cfg.latency_ms else "",
+            latency_source=source,
         )
+
+    def _latency(self, arch: Arch, record: dict[str, Any], key: str) -> tuple[float, str]:
+        """``(latency in ms, where it came from)``: the table's column, else the latency source, else none."""
+        if self.config.latency_ms:
+            return float(self._metric(record, self.config.latency_ms, key)), "benchmark"
+        if self.latency is None:
+            return 0.0, ""
+        if isinstance(self.latency, TableLatency):  # a look-up: no network needs to be built
+            return float(self.latency.table.predict(arch)), self.latency.name
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = prune_child(build_model(self.space, arch)).eval()
+        return float(self.latency(model, arch)), self.latency.name
 
     def _metric(self, record: dict[str, Any], field: str, key: str) -> Any:
         if field not in record:
@@ -142,11 +176,6 @@ class TabularEvaluator:
         return record[field]
 
     def _check_fits(self) -> None:
-        if len(self.space.keep_ratios) != 1:
-            raise ValueError(
-                f"a tabular space has one keep-ratio per layer, this one has {list(self.space.keep_ratios)}: "
-                "set space.keep_ratios to [1.0]"
-            )
         example = next(iter(self.table.records))
         expected = self.key_of(self.space.uniform(self.space.operators[0], self.space.keep_ratios[0]))
         if len(example) != len(expected):
