@@ -72,6 +72,8 @@ class Pruner:
         ignored = [m for layer in self.ignored for m in layer.modules()]
         self._groups = list(self.graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d, nn.Linear]))
         self._groups = [g for g in self._groups if self.graph.get_out_channels(g[0].dep.target.module) > 1]
+        depth = {m: i for i, m in enumerate(model.modules())}
+        self._groups.sort(key=lambda g: depth[g[0].dep.target.module])  # in forward order, as layers are listed
         self.groups = [self._describe(g) for g in self._groups]
 
     def _describe(self, group: Any) -> Group:
