@@ -98,8 +98,12 @@ class Pruner:
             counts.append((pruner.get_out_channel_groups if out else pruner.get_in_channel_groups)(module) or 1)
         return max(counts)
 
-    def kept_indices(self, keeps: Sequence[float], importance: str = "l1", round_to: int | None = None) -> list[list[int]]:
-        """For every group, the channels a keep-ratio leaves: the most important by ``importance``."""
+    def kept_indices(
+        self, keeps: float | Sequence[float], importance: str = "l1", round_to: int | None = None
+    ) -> list[list[int]]:
+        """For every group, the channels its keep-ratio (one for all when a number) leaves: the most important
+        by ``importance``."""
+        keeps = [float(keeps)] * len(self.groups) if isinstance(keeps, int | float) else keeps
         if len(keeps) != len(self.groups):
             raise PruningError(f"a plan needs one keep-ratio per group: {len(self.groups)} groups, {len(keeps)} given")
         scorer = IMPORTANCES[importance]()
@@ -147,13 +151,14 @@ def kept_count(group: Group, keep: float, round_to: int | None = None) -> int:
 def prune_model(
     model: nn.Module,
     input_shape: Sequence[int],
-    keeps: Sequence[float],
+    keeps: float | Sequence[float],
     *,
     importance: str = "l1",
     round_to: int | None = None,
     ignored_layers: Sequence[str] = (),
 ) -> tuple[nn.Module, dict]:
-    """A pruned copy of ``model`` (every group keeping its ``keeps`` ratio) and its plan; ``model`` is unchanged."""
+    """A pruned copy of ``model`` (every group keeping its ``keeps`` ratio, or all the same ratio when ``keeps`` is
+    a number) and its plan; ``model`` is unchanged."""
     pruned = copy.deepcopy(model)
     pruner = Pruner(pruned, input_shape, ignored_layers)
     kept = pruner.kept_indices(keeps, importance, round_to)
