@@ -58,7 +58,9 @@ def validate_model(m: ModelConfig, latency_source: str) -> None:
     if m.pretrain is not None and m.pretrain.epochs <= 0:
         raise ConfigError(f"model.pretrain.epochs: {m.pretrain.epochs!r} is not allowed; expected a positive integer")
     if not m.keep_ratios or any(not 0 < k <= 1 for k in m.keep_ratios) or len(set(m.keep_ratios)) < len(m.keep_ratios):
-        raise ConfigError(f"model.keep_ratios: {list(m.keep_ratios)!r} is not allowed; expected distinct ratios in (0, 1]")
+        raise ConfigError(
+            f"model.keep_ratios: {list(m.keep_ratios)!r} is not allowed; expected distinct ratios in (0, 1]"
+        )
     if m.round_to is not None and m.round_to <= 0:
         raise ConfigError(f"model.round_to: {m.round_to!r} is not allowed; expected a positive integer or null")
     if latency_source not in ("auto", "measured"):

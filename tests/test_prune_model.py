@@ -22,9 +22,9 @@ from rlnas.envs.prune_evaluator import PruneEvaluator
 from rlnas.envs.prune_model import PruneModelEnv
 from rlnas.envs.reward import RewardTerms
 from rlnas.latency import count_flops
+from rlnas.presets import resolve_preset
 from rlnas.pruning.foreign import ModelSpecError, build_named_model, load_checkpoint
 from rlnas.pruning.foreign.weights import pretrained_path, trained_model
-from rlnas.presets import resolve_preset
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,9 @@ def test_keep_ratios_that_round_alike_are_one_plan(prune_dict):
     # groups of 8 channels cannot shrink below one unit of 8: every ratio keeps all of them, as index 0 does
     small = [i for i, g in enumerate(space.groups) if g.channels == 8]
     canonical = space.canonical_action([2] * 4)
-    assert small and all(canonical[i] == 0 for i in small) and all(canonical[i] == 2 for i in range(4) if i not in small)
+    assert (
+        small and all(canonical[i] == 0 for i in small) and all(canonical[i] == 2 for i in range(4) if i not in small)
+    )
     assert all(c % 8 == 0 for c in space.counts([0, 1, 0, 1]))
 
 
@@ -147,7 +149,7 @@ def test_a_model_section_excludes_a_space_and_a_latency_table(prune_dict):
     digits = yaml.safe_load(resolve_preset("digits", "envs").read_text())
     with pytest.raises(ConfigError, match="no space section with a model section"):
         load_env_preset({**prune_dict, "space": digits["space"]})
-    with pytest.raises(ConfigError, match="latency.source: 'table' is not allowed with a model section"):
+    with pytest.raises(ConfigError, match=r"latency\.source: 'table' is not allowed with a model section"):
         load_env_preset({**prune_dict, "latency": {**prune_dict["latency"], "source": "table"}})
 
 

@@ -52,7 +52,9 @@ class GroupSpace:
 
     def counts(self, action: Sequence[int]) -> list[int]:
         """Channels every group keeps under ``action``."""
-        return [kept_count(g, self.keep_ratios[int(a)], self.round_to) for g, a in zip(self.groups, action, strict=True)]
+        return [
+            kept_count(g, self.keep_ratios[int(a)], self.round_to) for g, a in zip(self.groups, action, strict=True)
+        ]
 
     def canonical_action(self, action: Sequence[int]) -> tuple[int, ...]:
         """The smallest index per group that keeps as many channels (ratios that round alike are one choice)."""
@@ -126,8 +128,9 @@ class PruneEvaluator:
                        device=self.device, seed=seed)  # fmt: skip
         prune_s, clock = time.perf_counter() - clock, time.perf_counter()
         try:
-            fit(model, self.data.train, steps=train.finetune_steps, batch_size=train.batch_size, lr=train.finetune_lr,
-                weight_decay=train.weight_decay, optimizer=train.optimizer, device=self.device, seed=seed + 1)  # fmt: skip
+            fit(model, self.data.train, steps=train.finetune_steps, batch_size=train.batch_size,
+                lr=train.finetune_lr, weight_decay=train.weight_decay, optimizer=train.optimizer,
+                device=self.device, seed=seed + 1)  # fmt: skip
         except TrainingDiverged as err:
             return EvalResult(str(plan), "diverged", 0.0, 0.0, 0, 0, self.params_unpruned, reason=str(err))
         return measured_result(

@@ -126,7 +126,9 @@ class Pruner:
             root = self.model.get_submodule(info.name)
             channels = self.graph.get_out_channels(root)
             if channels != info.channels:
-                raise PruningError(f"layer {info.name!r} has {channels} output channels; the plan expects {info.channels}")
+                raise PruningError(
+                    f"layer {info.name!r} has {channels} output channels; the plan expects {info.channels}"
+                )
             drop = sorted(set(range(channels)) - {int(i) for i in keep})
             if not drop:
                 continue
@@ -134,7 +136,9 @@ class Pruner:
             try:
                 self.graph.get_pruning_group(root, handler, drop).prune()
             except Exception as err:
-                raise PruningError(f"Torch-Pruning cannot prune the group of layer {info.name!r}: {_short(err)}") from None
+                raise PruningError(
+                    f"Torch-Pruning cannot prune the group of layer {info.name!r}: {_short(err)}"
+                ) from None
         example = torch.zeros(2, *self.input_shape, device=_device(self.model))
         forward_or_explain(self.model, example, "after pruning")
 
@@ -171,7 +175,9 @@ def make_plan(groups: Sequence[Group], kept: Sequence[Sequence[int]], input_shap
     return {
         "format": PLAN_FORMAT,
         "input_shape": list(input_shape),
-        "groups": [{"name": g.name, "channels": g.channels, "keep": list(k)} for g, k in zip(groups, kept, strict=True)],
+        "groups": [
+            {"name": g.name, "channels": g.channels, "keep": list(k)} for g, k in zip(groups, kept, strict=True)
+        ],
     }
 
 

@@ -63,7 +63,9 @@ def check_model_name(name: str) -> None:
     """Raise :class:`ModelSpecError` unless ``name`` names a torchvision model or an importable factory."""
     source, sep, attr = name.partition(":")
     if not sep or not source or not attr:
-        raise ModelSpecError(f"model {name!r}: expected torchvision:NAME (e.g. torchvision:resnet18) or package.module:factory")
+        raise ModelSpecError(
+            f"model {name!r}: expected torchvision:NAME (e.g. torchvision:resnet18) or package.module:factory"
+        )
     if source != "torchvision":
         import_factory(name)
         return
@@ -128,7 +130,9 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, ... for files it will not load safely
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelSpecError(f"model.checkpoint {str(path)!r} cannot be loaded with weights_only=True: {first}") from None
+        raise ModelSpecError(
+            f"model.checkpoint {str(path)!r} cannot be loaded with weights_only=True: {first}"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -138,8 +142,8 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    problems = [f"{len(v)} {what} (first: {v[0]})" for what, v in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)) if v]  # fmt: skip
+    found = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong))
+    problems = [f"{len(v)} {what} (first: {v[0]})" for what, v in found if v]
     if problems:
         raise ModelSpecError(
             f"model.checkpoint {str(path)!r} does not fit the model: {'; '.join(problems)}; "
