@@ -20,6 +20,7 @@ from rlnas.envs.evaluators import EvalResult
 from rlnas.envs.make import make_env
 from rlnas.envs.prune_evaluator import PruneEvaluator
 from rlnas.envs.prune_model import PruneModelEnv
+from rlnas.envs.prune_sequential import FEATURES, SequentialPrune
 from rlnas.envs.reward import RewardTerms
 from rlnas.latency import count_flops
 from rlnas.presets import resolve_preset
@@ -176,3 +177,24 @@ def test_evaluations_of_other_weights_are_not_reused(prune_preset, evaluator):
     other = PruneEvaluator(prune_preset, model=build_named_model("tiny_models:tiny_net", (1, 8, 8), 10))
     assert other.space.fingerprint != evaluator.space.fingerprint
     assert math.isclose(count_flops(other.model, (1, 8, 8)), evaluator.flops_unpruned)
+
+
+def test_amc_sequential_decides_one_group_per_step(prune_preset, evaluator):
+    env = SequentialPrune(PruneModelEnv(prune_preset, evaluator=evaluator))
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (len(FEATURES),) and obs[0] == 0.0 and obs[7] == 1.0 and obs[9] == 1.0
+        assert obs[8] == pytest.approx(1 - 0.3e6 / evaluator.flops_unpruned)  # all FLOPs still above the target
+        rewards = []
+        for step, action in enumerate([0, 1, 0, 2]):
+            obs, reward, terminated, _, info = env.step(action)
+            rewards.append(reward)
+            assert terminated == (step == 3)
+            if step < 3:
+                assert obs[0] == pytest.approx((step + 1) / 3) and obs[7] < 1.0 and info == {}
+        assert info["arch"] == "keep:0.25,0.5,0.25,1" and rewards[:3] == [0.0] * 3 and rewards[3] == info["reward"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sb3_check_env(env)
+    finally:
+        env.close()

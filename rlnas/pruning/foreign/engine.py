@@ -40,7 +40,8 @@ class PruningError(ValueError):
 @dataclass(frozen=True)
 class Group:
     """A prunable group: its root layer (by name), output channels, channel groups (grouped convolutions keep
-    the same positions in each), and the root's kind, kernel and stride (for observations)."""
+    the same positions in each), the root's kind, kernel and stride, and every convolution or linear layer whose
+    outputs the group prunes (for observations)."""
 
     name: str
     channels: int
@@ -48,6 +49,7 @@ class Group:
     kind: str
     kernel: int
     stride: int
+    layers: tuple[str, ...] = ()
 
 
 class Pruner:
@@ -81,8 +83,10 @@ class Pruner:
         kernel = root.kernel_size[0] if isinstance(root, nn.Conv2d) else 1
         stride = root.stride[0] if isinstance(root, nn.Conv2d) else 1
         kind = type(root).__name__ + ("/dw" if isinstance(root, nn.Conv2d) and root.groups > 1 else "")
+        outputs = [dep.target.module for dep, _ in group if self.graph.is_out_channel_pruning_fn(dep.handler)]
+        layers = tuple(self.graph._module2name[m] for m in outputs if isinstance(m, nn.Conv2d | nn.Linear))
         return Group(self.graph._module2name[root], self.graph.get_out_channels(root), self._channel_groups(group),
-                     kind, kernel, stride)  # fmt: skip
+                     kind, kernel, stride, layers)  # fmt: skip
 
     def _channel_groups(self, group: Any) -> int:
         """How many equal channel groups the group's grouped convolutions impose (1: none)."""
