@@ -55,9 +55,7 @@ class Group:
 class Pruner:
     """The dependency graph of one model and its prunable groups (the model is pruned in place)."""
 
-    def __init__(
-        self, model: nn.Module, input_shape: Sequence[int], ignored_layers: Sequence[str] = (),
-    ) -> None:  # fmt: skip
+    def __init__(self, model: nn.Module, input_shape: Sequence[int], ignored_layers: Sequence[str] = ()) -> None:
         self.model = model
         self.input_shape = tuple(input_shape)
         names = dict(model.named_modules())
@@ -75,7 +73,7 @@ class Pruner:
         self._groups = list(self.graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d, nn.Linear]))
         self._groups = [g for g in self._groups if self.graph.get_out_channels(g[0].dep.target.module) > 1]
         depth = {m: i for i, m in enumerate(model.modules())}
-        self._groups.sort(key=lambda g: depth[g[0].dep.target.module])  # in forward order, as layers are listed
+        self._groups.sort(key=lambda g: depth[g[0].dep.target.module])  # in the model's module order
         self.groups = [self._describe(g) for g in self._groups]
 
     def _describe(self, group: Any) -> Group:
@@ -119,7 +117,12 @@ class Pruner:
                 continue
             size = info.channels // info.channel_groups
             score = scorer(group)
-            score = torch.rand(info.channels) if score is None else score.detach().float().cpu()
+            if score is None:
+                raise PruningError(
+                    f"importance {importance!r} cannot rank the group of layer {info.name!r} (bn_scale needs a "
+                    "BatchNorm in every group); use l1"
+                )
+            score = score.detach().float().cpu()
             slots = torch.topk(score.view(info.channel_groups, size).mean(0), n // info.channel_groups).indices
             kept.append(sorted(int(s) + g * size for g in range(info.channel_groups) for s in slots.tolist()))
         return kept
