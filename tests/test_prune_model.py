@@ -109,6 +109,11 @@ def test_make_env_dispatches_on_the_model_section(prune_preset, evaluator, digit
     env.close()
 
 
+def test_a_preset_without_a_model_is_refused(digits_preset):
+    with pytest.raises(ValueError, match="env preset 'digits' has no model section"):
+        PruneModelEnv(digits_preset)
+
+
 def test_a_flops_target_no_plan_reaches_is_refused(prune_dict, evaluator):
     preset = load_env_preset({**prune_dict, "reward": {"kind": "budget", "cost": "flops", "target_mflops": 0.001}})
     with pytest.raises(ValueError, match=r"reward.target_mflops 0.001 is below the .* MFLOPs of the smallest plan"):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from rlnas.config import EnvPreset, load_env_preset
+from rlnas.config import EnvPreset
 from rlnas.envs.child_net import ChildNetEnv
 from rlnas.envs.evaluators import Evaluator
 from rlnas.envs.prune_evaluator import PruneEvaluator
@@ -48,9 +48,9 @@ class PruneModelEnv(ChildNetEnv):
 
     ## Arguments
     ``preset``: an :class:`~rlnas.config.EnvPreset` with a ``model`` section, a preset name
-    (``"prune_resnet18_fashion"``) or YAML path. ``device``: where the model is fine-tuned. ``store_path``,
-    ``target_latency_ms``, ``max_evaluations``: as ``rlnas/ChildNet-v0``. ``evaluator``: e.g. a
-    :class:`~rlnas.envs.prune_evaluator.PruneEvaluator` given an already trained ``model``.
+    (``"prune_resnet18_fashion"``) or YAML path. Keyword arguments as ``rlnas/ChildNet-v0``: ``device`` (where the
+    model is fine-tuned), ``store_path``, ``target_latency_ms``, ``max_evaluations``, and ``evaluator`` (e.g. a
+    :class:`~rlnas.envs.prune_evaluator.PruneEvaluator` given an already trained ``model``).
 
     ## Version History
     * v0: first version.
@@ -58,21 +58,10 @@ class PruneModelEnv(ChildNetEnv):
 
     env_id: ClassVar[str] = ENV_ID
 
-    def __init__(
-        self,
-        preset: EnvPreset | str | Path,
-        *,
-        device: str = "cpu",
-        store_path: str | Path | None = None,
-        target_latency_ms: float | None = None,
-        evaluator: Evaluator | None = None,
-        max_evaluations: int | None = None,
-    ) -> None:
-        preset = preset if isinstance(preset, EnvPreset) else load_env_preset(preset)
-        if preset.model is None:
-            raise ValueError(f"env preset {preset.name!r} has no model section; use rlnas/ChildNet-v0 for it")
-        super().__init__(preset, device=device, store_path=store_path, target_latency_ms=target_latency_ms,
-                         evaluator=evaluator, max_evaluations=max_evaluations)  # fmt: skip
+    def __init__(self, preset: EnvPreset | str | Path, **kwargs: Any) -> None:
+        super().__init__(preset, **kwargs)
+        if self.preset.model is None:
+            raise ValueError(f"env preset {self.preset.name!r} has no model section; use rlnas/ChildNet-v0 for it")
         check_flops_target(self.preset, self.evaluator)
 
     def _default_evaluator(self, device: str) -> Evaluator:
