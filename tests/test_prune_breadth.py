@@ -41,6 +41,12 @@ def test_a_random_plan_prunes_any_model_and_replays(name):
         assert torch.equal(model(x), reference)  # the original is untouched
 
 
+def test_the_engine_is_exported_at_the_top_level():
+    import rlnas
+
+    assert rlnas.load_pruned is load_pruned and rlnas.prune_model is prune_model
+
+
 def test_l1_keeps_the_channels_with_the_largest_weights():
     model = nn.Sequential(nn.Conv2d(1, 4, 1, bias=False), nn.Flatten(), nn.Linear(4, 2))
     with torch.no_grad():
