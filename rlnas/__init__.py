@@ -13,11 +13,14 @@ from rlnas.space import Arch, SearchSpace
 __version__ = "0.1.0"
 
 register(id="rlnas/ChildNet-v0", entry_point="rlnas.envs.child_net:ChildNetEnv", nondeterministic=True)
+register(id="rlnas/PruneModel-v0", entry_point="rlnas.envs.prune_model:PruneModelEnv", nondeterministic=True)
 
 _LAZY = {  # imported on first use: they pull in stable-baselines3
     "load_controller": "rlnas.agents.controller",
     "run_search": "rlnas.search",
     "resume_search": "rlnas.search",
+    "load_pruned": "rlnas.pruning.foreign",  # these pull in Torch-Pruning
+    "prune_model": "rlnas.pruning.foreign",
 }
 
 
@@ -40,6 +43,8 @@ __all__ = [
     "load_agent_preset",
     "load_controller",
     "load_env_preset",
+    "load_pruned",
+    "prune_model",
     "resume_search",
     "run_search",
 ]

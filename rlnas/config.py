@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from rlnas.errors import ConfigError
+from rlnas.model_config import ModelConfig, validate_model
 from rlnas.presets import resolve_preset
 from rlnas.reward_function import import_reward_function
 
@@ -213,11 +214,14 @@ class SupernetConfig:
 
 @dataclass(frozen=True)
 class EnvPreset:
-    """Everything an environment needs: data, search space, child budget, latency and reward."""
+    """Everything an environment needs: data, search space, child budget, latency and reward.
+
+    A prune preset has a ``model`` section (:class:`~rlnas.model_config.ModelConfig`) instead of ``space``.
+    """
 
     name: str
     data: DataConfig
-    space: SpaceConfig
+    space: SpaceConfig | None = field(default=None, kw_only=True)
     train: TrainConfig
     reward: RewardConfig
     latency: LatencyConfig = field(default_factory=LatencyConfig)
@@ -225,6 +229,7 @@ class EnvPreset:
     table: TableConfig | None = None
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     seed: int = 0
+    model: ModelConfig | None = None
 
 
 # --------------------------------------------------------------------------------------------- agent preset
@@ -488,9 +493,19 @@ def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
 
 
 def _validate_env(p: EnvPreset) -> None:
+    if p.model is not None:
+        _check(p.space is None, "space", "...", "no space section with a model section (the model's groups are pruned)")
+        validate_model(p.model, p.latency.source)
+    else:
+        if p.space is None:
+            raise ConfigError("missing required key space (or give a model section: a model to prune)")
+        _validate_space(p.space)
+    _validate_rest(p)
+
+
+def _validate_space(s: SpaceConfig) -> None:
     from rlnas.space.ops import OPERATORS
 
-    s = p.space
     channels = f"a positive number of channels, at most {MAX_WIDTH}"
     _check(0 < s.stem_width <= MAX_WIDTH, "space.stem_width", s.stem_width, channels)
     _check(s.stem_stride in (1, 2), "space.stem_stride", s.stem_stride, "1 or 2")
@@ -508,6 +523,9 @@ def _validate_env(p: EnvPreset) -> None:
     for i, k in enumerate(s.keep_ratios):
         _check(0 < k <= 1, f"space.keep_ratios[{i}]", k, "a ratio in (0, 1], e.g. 0.25, 0.5, 1.0")
     _check(len(set(s.keep_ratios)) == len(s.keep_ratios), "space.keep_ratios", list(s.keep_ratios), "no duplicates")
+
+
+def _validate_rest(p: EnvPreset) -> None:
     t = p.train
     _check(t.steps >= 0, "train.steps", t.steps, "a non-negative number of optimizer steps")
     _check(t.finetune_steps >= 0, "train.finetune_steps", t.finetune_steps, "a non-negative number of steps")

@@ -71,6 +71,7 @@ class ChildNetEnv(gym.Env):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    env_id: ClassVar[str] = ENV_ID
 
     def __init__(
         self,
@@ -83,7 +84,7 @@ class ChildNetEnv(gym.Env):
         max_evaluations: int | None = None,
     ) -> None:
         self.preset = preset if isinstance(preset, EnvPreset) else load_env_preset(preset)
-        self.evaluator = evaluator if evaluator is not None else make_evaluator(self.preset, device)
+        self.evaluator = evaluator if evaluator is not None else self._default_evaluator(device)
         self.space = self.evaluator.space
         self.reference_ms = self.preset.reward.latency_target
         self.target_ms = self.reference_ms
@@ -101,8 +102,12 @@ class ChildNetEnv(gym.Env):
             "evaluator": evaluator,
             "max_evaluations": max_evaluations,
         }
-        self.spec = dataclasses.replace(gym.spec(ENV_ID), kwargs=built_with)
+        self.spec = dataclasses.replace(gym.spec(self.env_id), kwargs=built_with)
         self.observation_space, self.action_space = child_spaces(self.space)
+
+    def _default_evaluator(self, device: str) -> Evaluator:
+        """The evaluator ``self.preset`` asks for."""
+        return make_evaluator(self.preset, device)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an episode; ``options={"target_latency_ms": x}`` changes the latency target."""

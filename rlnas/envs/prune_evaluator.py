@@ -1,0 +1,140 @@
+"""Evaluate pruning plans of an existing model: prune a copy, recalibrate BatchNorm, fine-tune, measure.
+
+:class:`GroupSpace` is what :class:`~rlnas.envs.child_net.ChildNetEnv` needs of a space (``nvec``,
+``canonical_action``, ``decode``, ``fingerprint``) for a model's prunable groups; :class:`PruneEvaluator` is
+its evaluator, so the environment, cache and store work exactly as for children rlnas builds.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlnas.config import EnvPreset
+from rlnas.envs.evaluators import EvalResult, checked_device, child_seed, measured_result
+from rlnas.latency import count_flops, count_params
+from rlnas.latency.source import MeasuredLatency
+from rlnas.pruning.foreign.engine import Group, Pruner, kept_count, prune_model
+from rlnas.pruning.foreign.weights import trained_model, weights_digest
+from rlnas.training.data import DataSplits, dataset_shape, load_data
+from rlnas.training.trainer import TrainingDiverged, fit, recalibrate_bn
+
+
+@dataclass(frozen=True)
+class KeepPlan:
+    """A keep-ratio per group (the architecture of a pruning environment); ``str`` is its stable key."""
+
+    keeps: tuple[float, ...]
+
+    def __str__(self) -> str:
+        return "keep:" + ",".join(f"{k:g}" for k in self.keeps)
+
+
+class GroupSpace:
+    """One keep-ratio choice per prunable group: ``MultiDiscrete([len(keep_ratios)] * groups)``."""
+
+    def __init__(self, groups: Sequence[Group], keep_ratios: Sequence[float], round_to: int | None, identity: str):
+        self.groups = list(groups)
+        self.keep_ratios = tuple(keep_ratios)
+        self.round_to = round_to
+        self.nvec = np.full(len(self.groups), len(self.keep_ratios), dtype=np.int64)
+        payload = json.dumps({"model": identity, "groups": [asdict(g) for g in self.groups],
+                              "keep_ratios": self.keep_ratios, "round_to": round_to}, sort_keys=True)  # fmt: skip
+        self.fingerprint = hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def counts(self, action: Sequence[int]) -> list[int]:
+        """Channels every group keeps under ``action``."""
+        return [
+            kept_count(g, self.keep_ratios[int(a)], self.round_to) for g, a in zip(self.groups, action, strict=True)
+        ]
+
+    def canonical_action(self, action: Sequence[int]) -> tuple[int, ...]:
+        """The smallest index per group that keeps as many channels (ratios that round alike are one choice)."""
+        action = np.asarray(action, dtype=np.int64)
+        if action.shape != self.nvec.shape or (action < 0).any() or (action >= self.nvec).any():
+            raise ValueError(f"action {action.tolist()} is not in MultiDiscrete({self.nvec.tolist()})")
+        out = []
+        for group, a in zip(self.groups, action, strict=True):
+            counts = [kept_count(group, k, self.round_to) for k in self.keep_ratios]
+            out.append(counts.index(counts[int(a)]))
+        return tuple(out)
+
+    def decode(self, action: Sequence[int]) -> KeepPlan:
+        """The plan an action describes."""
+        return KeepPlan(tuple(self.keep_ratios[int(a)] for a in action))
+
+
+class PruneEvaluator:
+    """Prune the preset's trained model to a plan, recalibrate BatchNorm, fine-tune, evaluate and measure.
+
+    ``model``: the trained model (default: :func:`~rlnas.pruning.foreign.weights.trained_model` of the preset).
+    """
+
+    def __init__(
+        self,
+        preset: EnvPreset,
+        device: str = "cpu",
+        data: DataSplits | None = None,
+        model: nn.Module | None = None,
+    ) -> None:
+        if preset.model is None:
+            raise ValueError(f"env preset {preset.name!r} has no model section: it names no model to prune")
+        self.preset, self.cfg = preset, preset.model
+        self.device = checked_device(device)
+        self.data = data if data is not None else load_data(preset.data)
+        self.input_shape = dataset_shape(preset.data)[0]
+        if preset.train.threads:
+            torch.set_num_threads(preset.train.threads)
+        self.model = (model if model is not None else trained_model(preset, self.data, device=self.device)).cpu()
+        self.params_unpruned = count_params(self.model)
+        self.flops_unpruned = count_flops(self.model, self.input_shape)
+        groups = Pruner(copy.deepcopy(self.model), self.input_shape, self.cfg.ignored_layers).groups
+        identity = f"{self.cfg.name}@{weights_digest(self.model)}"
+        self.space = GroupSpace(groups, self.cfg.keep_ratios, self.cfg.round_to, identity)
+        self.latency = MeasuredLatency(self.input_shape, preset.latency)
+        train = {k: v for k, v in asdict(preset.train).items() if k not in ("threads", "steps", "lr")}
+        data_cfg = {k: v for k, v in asdict(preset.data).items() if k not in ("root", "download")}
+        self.settings = {
+            "evaluator": "prune", "model": asdict(self.cfg), "train": train, "data": data_cfg,
+            "latency": asdict(preset.latency), "latency_source": self.latency.name, "seed": preset.seed,
+        }  # fmt: skip
+
+    def prune(self, plan: KeepPlan) -> tuple[nn.Module, dict]:
+        """A pruned copy of the trained model (no fine-tuning) and its pruning plan (kept channel indices)."""
+        cfg = self.cfg
+        return prune_model(self.model, self.input_shape, plan.keeps, importance=cfg.importance,
+                           round_to=cfg.round_to, ignored_layers=cfg.ignored_layers)  # fmt: skip
+
+    def smallest_flops(self) -> int:
+        """FLOPs of the model with every group at the smallest keep-ratio."""
+        model, _ = self.prune(KeepPlan((min(self.cfg.keep_ratios),) * len(self.space.groups)))
+        return count_flops(model, self.input_shape)
+
+    def evaluate(self, plan: KeepPlan) -> EvalResult:
+        """Prune, recalibrate, fine-tune (``train.finetune_steps``), evaluate and measure one plan."""
+        train, seed = self.preset.train, child_seed(self.preset.seed, plan)
+        torch.manual_seed(seed)
+        clock = time.perf_counter()
+        model, _ = self.prune(plan)
+        recalibrate_bn(model, self.data.train, batches=train.recalibration_batches, batch_size=train.batch_size,
+                       device=self.device, seed=seed)  # fmt: skip
+        prune_s, clock = time.perf_counter() - clock, time.perf_counter()
+        try:
+            fit(model, self.data.train, steps=train.finetune_steps, batch_size=train.batch_size,
+                lr=train.finetune_lr, weight_decay=train.weight_decay, optimizer=train.optimizer,
+                device=self.device, seed=seed + 1)  # fmt: skip
+        except TrainingDiverged as err:
+            return EvalResult(str(plan), "diverged", 0.0, 0.0, 0, 0, self.params_unpruned, reason=str(err))
+        return measured_result(
+            model, plan, self.data.val, eval_batch_size=train.eval_batch_size, device=self.device,
+            latency=self.latency, input_shape=self.input_shape, params_unpruned=self.params_unpruned,
+            prune_s=prune_s, finetune_s=time.perf_counter() - clock,
+        )  # fmt: skip
