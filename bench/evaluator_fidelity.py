@@ -1,0 +1,134 @@
+"""Evaluator fidelity where it matters: does the search's evaluator rank children as the export's training does?
+
+Children: every child ``bench/end_to_end.py`` trained with the given budget (``--steps``, ``--finetune-steps``,
+``--init``; its cache ``bench/results/end_to_end_children.json``): uniform members and searched children.
+Truth: their test accuracy after that training. Evaluators, each timed per child:
+
+- ``inherited``: the preset's supernet evaluator as shipped (inherited weights, BatchNorm recalibrated);
+- ``finetune N``: the same with ``supernet.finetune_steps = N`` for each ``--finetune`` N (a short fine-tune of
+  each extracted child);
+- ``predictor``: a ridge regression from the child's choices (one-hot operator and keep-ratio per layer) and its
+  inherited accuracy to its test accuracy, scored leave-one-out (a learned accuracy predictor trained on the
+  children trained so far: each child's score comes from a model fitted on all the others).
+
+Figures: Kendall tau (``scipy.stats.kendalltau``, tau-b) against test accuracy, and how many of the evaluator's
+top 5 are in the true top 5 and top 10. Goal: tau >= 0.7 and the top 5 within the true top 10.
+
+    python bench/evaluator_fidelity.py --supernet PATH [--steps 300 --finetune-steps 100 --init scratch]
+        [--finetune 20] [--set train.threads=1] [--no-record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from _record import record
+from end_to_end import read_cache, training_key
+from scipy.stats import kendalltau
+from sklearn.linear_model import RidgeCV
+
+from rlnas.child_training import INITS
+from rlnas.config import load_env_preset
+from rlnas.envs.evaluators import space_for
+from rlnas.envs.supernet_evaluator import SupernetEvaluator
+from rlnas.export import DEFAULT_INIT
+from rlnas.training.data import load_data
+from rlnas.training.supernet import load_supernet
+
+
+def overlaps(score: list[float], truth: list[float]) -> tuple[int, int]:
+    """How many of the 5 best by ``score`` are among the 5 and the 10 best by ``truth``."""
+    top5 = set(np.argsort(score)[::-1][:5])
+    ranked = np.argsort(truth)[::-1]
+    return len(top5 & set(ranked[:5])), len(top5 & set(ranked[:10]))
+
+
+def predictor_scores(space, archs: list[str], inherited: list[float], truth: list[float]) -> list[float]:
+    """Leave-one-out predictions of a ridge regression on one-hot choices and the inherited accuracy."""
+    x = np.array([space.encode(space.parse(a)) for a in archs])
+    features = [np.eye(n)[x[:, i]] for i, n in enumerate(space.nvec)] + [np.array(inherited)[:, None]]
+    onehot = np.concatenate(features, axis=1)
+    y = np.array(truth)
+    scores = []
+    for i in range(len(y)):
+        rest = np.arange(len(y)) != i
+        model = RidgeCV(alphas=np.logspace(-3, 2, 12)).fit(onehot[rest], y[rest])
+        scores.append(float(model.predict(onehot[i : i + 1])[0]))
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="fashion_mnist")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="env preset override")
+    parser.add_argument("--supernet", type=Path, required=True, help="the supernet bench/end_to_end.py searched with")
+    parser.add_argument("--steps", type=int, help="the training budget of the cached children (default: 2 epochs)")
+    parser.add_argument("--finetune-steps", type=int, help="(default: 1 epoch)")
+    parser.add_argument("--init", choices=INITS, default=DEFAULT_INIT)
+    parser.add_argument("--finetune", type=int, nargs="*", default=[20], help="fine-tune steps to try per child")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not write BENCHMARKS.md")
+    args = parser.parse_args()
+    preset = load_env_preset(args.env, ["latency.source=flops", *args.set])  # latency plays no part here
+    space, data = space_for(preset), load_data(preset.data)
+    per_epoch = math.ceil(len(data.train) / preset.train.batch_size)
+    steps = args.steps if args.steps is not None else 2 * per_epoch
+    finetune_steps = args.finetune_steps if args.finetune_steps is not None else per_epoch
+    children = read_cache().get(training_key(preset, steps, finetune_steps, args.init), {})
+    if len(children) < 2:
+        raise SystemExit("fewer than 2 trained children with this budget: run bench/end_to_end.py first")
+    archs = sorted(children)
+    truth = [children[a]["test_accuracy"] for a in archs]
+    supernet = load_supernet(args.supernet, space)[0]
+
+    scores: dict[str, list[float]] = {}
+    seconds: dict[str, float] = {}
+    for n in [0, *args.finetune]:
+        tuned = dataclasses.replace(preset, supernet=dataclasses.replace(preset.supernet, finetune_steps=n))
+        evaluator = SupernetEvaluator(tuned, supernet, data=data)
+        name = "inherited" if n == 0 else f"finetune {n}"
+        started = time.perf_counter()
+        scores[name] = [evaluator.evaluate(space.parse(a)).accuracy for a in archs]
+        seconds[name] = (time.perf_counter() - started) / len(archs)
+        print(f"{name}: tau {kendalltau(scores[name], truth).statistic:.3f}, {seconds[name]:.2f} s per child")
+    started = time.perf_counter()
+    scores["predictor"] = predictor_scores(space, archs, scores["inherited"], truth)
+    seconds["predictor"] = seconds["inherited"] + (time.perf_counter() - started) / len(archs)
+
+    rows, headlines = [], {"children": len(archs)}
+    for name, score in scores.items():
+        tau = kendalltau(score, truth).statistic
+        in5, in10 = overlaps(score, truth)
+        rows.append(f"| {name} | {tau:.3f} | {in5}/5 | {in10}/5 | {seconds[name]:.2f} |")
+        headlines[f"{name}: kendall tau"] = round(float(tau), 3)
+        headlines[f"{name}: top-5 within true top-10"] = f"{in10}/5"
+    table = "\n".join(
+        [
+            f"Preset `{preset.name}`, {len(archs)} children of `bench/end_to_end.py` (uniform members and searched "
+            f"children), truth: test accuracy after {steps} + {finetune_steps} steps ({args.init}); test accuracy "
+            f"{min(truth):.4f}-{max(truth):.4f}. Supernet `{args.supernet.name}`. Seconds per child on this "
+            "machine at the time of the run (the predictor adds its fit to the inherited evaluation).",
+            "",
+            "| evaluator | Kendall tau | top-5 in true top-5 | top-5 in true top-10 | s per child |",
+            "|---|---:|---:|---:|---:|",
+            *rows,
+        ]
+    )
+    record(
+        "evaluator_fidelity",
+        "Evaluator fidelity against the export's training (bench/evaluator_fidelity.py)",
+        "Kendall tau and top-5 overlap between the search's evaluator and test accuracy after the export training "
+        "budget, over the children bench/end_to_end.py trained. Goal: tau >= 0.7, top 5 within the true top 10.",
+        table,
+        headlines,
+        raw={"archs": archs, "truth": truth, "scores": scores, "seconds": seconds},
+        append=not args.no_record,
+    )
+
+
+if __name__ == "__main__":
+    main()
