@@ -244,8 +244,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--init",
         choices=("scratch", "supernet"),
-        help="scratch: train the child from scratch; supernet: fine-tune it from the weights it inherits from the "
-        "run's supernet (default: supernet for a supernet run, scratch otherwise)",
+        help="scratch (default): train the child from scratch; supernet (a run searched with a supernet): fine-tune "
+        "it from the weights it inherits from the run's supernet",
     )
     export.add_argument("--device", default="cpu", help="where it trains: cpu or cuda (default: %(default)s)")
     export.add_argument("--out", type=Path, help="export folder (default: RUN/exports/<best | arch>)")

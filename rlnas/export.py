@@ -40,7 +40,7 @@ from rlnas.training.trainer import accuracy
 
 VERIFY_BATCH = 32
 TOLERANCE = 1e-4  # absolute and relative, on the logits
-DEFAULT_INIT: Init = "supernet"  # of a supernet run: bench/end_to_end.py compares both at the same steps
+DEFAULT_INIT: Init = "scratch"  # also for a supernet run: more accurate at the same steps (docs/end-to-end.md)
 
 
 class ExportError(RuntimeError):
@@ -74,7 +74,7 @@ def export_child(
 ) -> ExportResult:
     """Train the run's best child (or ``arch``), prune, evaluate, measure and export it.
 
-    ``init`` (default: :data:`DEFAULT_INIT` for a supernet run, ``scratch`` otherwise): ``scratch`` trains
+    ``init`` (default: :data:`DEFAULT_INIT`; ``supernet`` only for runs searched with a supernet): ``scratch`` trains
     ``epochs`` passes over the training split on the full-width child, prunes it to its keep-ratios, recalibrates
     BatchNorm and fine-tunes for ``finetune_epochs`` passes; ``supernet`` (runs searched with a supernet) extracts
     the pruned child with the supernet's weights and fine-tunes it for as many steps in all
@@ -178,7 +178,7 @@ def _checked_init(preset: EnvPreset, init: Init | None, run_dir: Path) -> Init:
             f"--init supernet needs a run searched with evaluator: supernet; {run_dir} used {preset.evaluator} "
             "and has no supernet: use --init scratch"
         )
-    return init or (DEFAULT_INIT if preset.evaluator == "supernet" else "scratch")
+    return init or DEFAULT_INIT
 
 
 def _run_supernet(run_dir: Path, preset: EnvPreset, device: str) -> Supernet:

@@ -144,23 +144,25 @@ def supernet_run(tmp_path_factory, _digits_preset):
     return runs / "s"
 
 
-def test_a_supernet_run_exports_fine_tuned_from_the_supernet_by_default(supernet_run, capsys):
-    code = main(["export", "--run", str(supernet_run), "--out", str(supernet_run / "ft"), "--no-onnx", "--no-progress"])
+def test_a_supernet_run_exports_from_scratch_by_default(supernet_run, capsys):
+    code = main(["export", "--run", str(supernet_run), "--out", str(supernet_run / "sc"), "--epochs", "1",
+                 "--finetune-epochs", "0", "--no-onnx", "--no-progress"])  # fmt: skip
+    assert code == 0
+    report = json.loads((supernet_run / "sc" / "report.json").read_text())
+    assert report["init"] == DEFAULT_INIT == "scratch" and report["training"].startswith("from scratch")
+    assert report["seconds"]["train"] > 0 and "Training: from scratch" in capsys.readouterr().out
+
+
+def test_a_supernet_run_exports_fine_tuned_from_the_supernet_when_asked(supernet_run, capsys):
+    code = main(["export", "--run", str(supernet_run), "--init", "supernet", "--out", str(supernet_run / "ft"),
+                 "--no-onnx", "--no-progress"])  # fmt: skip
     assert code == 0
     report = json.loads((supernet_run / "ft" / "report.json").read_text())
-    assert report["init"] == DEFAULT_INIT == "supernet"
-    assert "from the supernet's weights" in capsys.readouterr().out
+    assert report["init"] == "supernet" and "from the supernet's weights" in capsys.readouterr().out
     per_epoch = report["finetune_steps"]  # default: 2 epochs + 1 fine-tuning epoch
     assert report["steps"] == 2 * per_epoch and report["seconds"]["train"] == 0.0
     assert report["test_accuracy"] > 0.3, "three epochs on digits should learn far above chance (0.1)"
     assert report["verification"]["torchscript"]["status"] == "match"
-
-
-def test_a_supernet_run_exports_from_scratch_when_asked(supernet_run):
-    report = export_child(supernet_run, init="scratch", epochs=1, finetune_epochs=0, out=supernet_run / "sc",
-                          onnx=False, progress=False).report  # fmt: skip
-    assert report["init"] == "scratch" and report["training"].startswith("from scratch")
-    assert report["seconds"]["train"] > 0
 
 
 def test_fine_tuning_from_the_supernet_starts_from_the_inherited_weights(supernet_run, digits_preset):
