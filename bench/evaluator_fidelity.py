@@ -7,12 +7,14 @@ Truth: their test accuracy after that training. Evaluators, each timed per child
 - ``inherited``: the preset's supernet evaluator as shipped (inherited weights, BatchNorm recalibrated);
 - ``finetune N``: the same with ``supernet.finetune_steps = N`` for each ``--finetune`` N (a short fine-tune of
   each extracted child);
+- ``FLOPs``: the child's FLOPs (bigger ranks higher), a zero-cost reference;
 - ``predictor``: a ridge regression from the child's choices (one-hot operator and keep-ratio per layer) and its
   inherited accuracy to its test accuracy, scored leave-one-out (a learned accuracy predictor trained on the
   children trained so far: each child's score comes from a model fitted on all the others).
 
-Figures: Kendall tau (``scipy.stats.kendalltau``, tau-b) against test accuracy, and how many of the evaluator's
-top 5 are in the true top 5 and top 10. Goal: tau >= 0.7 and the top 5 within the true top 10.
+Scores are kept in ``bench/.cache/end_to_end/fidelity_scores.json`` (by supernet weights, fine-tune steps and
+architecture). Figures: Kendall tau (``scipy.stats.kendalltau``, tau-b) against test accuracy, and how many of the
+evaluator's top 5 are in the true top 5 and top 10. Goal: tau >= 0.7 and the top 5 within the true top 10.
 
     python bench/evaluator_fidelity.py --supernet PATH [--steps 300 --finetune-steps 100 --init scratch]
         [--finetune 20] [--set train.threads=1] [--no-record]
@@ -22,23 +24,38 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 from _record import record
-from end_to_end import read_cache, training_key
+from end_to_end import WORK, read_cache, training_key
 from scipy.stats import kendalltau
 from sklearn.linear_model import RidgeCV
 
 from rlnas.child_training import INITS
 from rlnas.config import load_env_preset
 from rlnas.envs.evaluators import space_for
-from rlnas.envs.supernet_evaluator import SupernetEvaluator
+from rlnas.envs.supernet_evaluator import SupernetEvaluator, weights_digest
 from rlnas.export import DEFAULT_INIT
+from rlnas.space import Arch
 from rlnas.training.data import load_data
 from rlnas.training.supernet import load_supernet
+
+SCORES = WORK / "fidelity_scores.json"  # each evaluator's score per child and supernet, so a re-run adds only new ones
+
+
+def evaluated(evaluator: SupernetEvaluator, arch: Arch, weights: str, saved: dict) -> tuple[float, float]:
+    """The evaluator's accuracy for ``arch`` and the seconds it took, from ``SCORES`` when already measured."""
+    key = json.dumps([weights, evaluator.preset.supernet.finetune_steps, str(arch)])
+    if key not in saved:
+        started = time.perf_counter()
+        saved[key] = [evaluator.evaluate(arch).accuracy, time.perf_counter() - started]
+        SCORES.parent.mkdir(parents=True, exist_ok=True)
+        SCORES.write_text(json.dumps(saved))
+    return saved[key][0], saved[key][1]
 
 
 def overlaps(score: list[float], truth: list[float]) -> tuple[int, int]:
@@ -84,6 +101,7 @@ def main() -> None:
     archs = sorted(children)
     truth = [children[a]["test_accuracy"] for a in archs]
     supernet = load_supernet(args.supernet, space)[0]
+    weights, saved = weights_digest(supernet), json.loads(SCORES.read_text()) if SCORES.is_file() else {}
 
     scores: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
@@ -91,10 +109,12 @@ def main() -> None:
         tuned = dataclasses.replace(preset, supernet=dataclasses.replace(preset.supernet, finetune_steps=n))
         evaluator = SupernetEvaluator(tuned, supernet, data=data)
         name = "inherited" if n == 0 else f"finetune {n}"
-        started = time.perf_counter()
-        scores[name] = [evaluator.evaluate(space.parse(a)).accuracy for a in archs]
-        seconds[name] = (time.perf_counter() - started) / len(archs)
+        results = [evaluated(evaluator, space.parse(a), weights, saved) for a in archs]
+        scores[name] = [r[0] for r in results]
+        seconds[name] = sum(r[1] for r in results) / len(archs)
         print(f"{name}: tau {kendalltau(scores[name], truth).statistic:.3f}, {seconds[name]:.2f} s per child")
+    scores["FLOPs"] = [float(children[a]["flops"]) for a in archs]  # a zero-cost reference: bigger is better
+    seconds["FLOPs"] = 0.0
     started = time.perf_counter()
     scores["predictor"] = predictor_scores(space, archs, scores["inherited"], truth)
     seconds["predictor"] = seconds["inherited"] + (time.perf_counter() - started) / len(archs)

@@ -188,7 +188,7 @@ def test_init_supernet_is_refused_for_a_scratch_run_and_a_missing_supernet(run_d
     moved = tmp_path / "moved"
     shutil.copytree(supernet_run, moved, ignore=shutil.ignore_patterns(SUPERNET_FILE, "exports"))
     with pytest.raises(ExportError, match=r"supernet\.pt, which no longer exists: use --init scratch"):
-        export_child(moved, progress=False)
+        export_child(moved, init="supernet", progress=False)
 
 
 def test_export_needs_a_run_folder(tmp_path):
