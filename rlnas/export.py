@@ -74,14 +74,13 @@ def export_child(
 ) -> ExportResult:
     """Train the run's best child (or ``arch``), prune, evaluate, measure and export it.
 
-    ``init`` (default: :data:`DEFAULT_INIT`; ``supernet`` only for runs searched with a supernet): ``scratch`` trains
-    ``epochs`` passes over the training split on the full-width child, prunes it to its keep-ratios, recalibrates
-    BatchNorm and fine-tunes for ``finetune_epochs`` passes; ``supernet`` (runs searched with a supernet) extracts
-    the pruned child with the supernet's weights and fine-tunes it for as many steps in all
-    (:mod:`rlnas.child_training`). By default 2 and 1 passes, or the search's per-child budget (``train.steps``,
-    ``train.finetune_steps``) where that is more: the export never trains less than the search. The run's env
-    preset gives data, space, optimizer and latency settings. The folder is ``out`` or
-    ``run_dir/exports/<best | arch>``. Raises :class:`ExportError` when the run's evaluator does not train
+    ``init`` (default: :data:`DEFAULT_INIT`): ``scratch`` trains ``epochs`` passes over the training split on the
+    full-width child, prunes it to its keep-ratios, recalibrates BatchNorm and fine-tunes for ``finetune_epochs``
+    passes; ``supernet`` (runs searched with a supernet only) extracts the pruned child with the supernet's weights
+    and fine-tunes it for as many steps in all (:mod:`rlnas.child_training`). By default 2 and 1 passes, or the
+    search's per-child budget (``train.steps``, ``train.finetune_steps``) where that is more: the export never
+    trains less than the search. The run's env preset gives data, space, optimizer and latency settings. The folder
+    is ``out`` or ``run_dir/exports/<best | arch>``. Raises :class:`ExportError` when the run's evaluator does not train
     (tabular), ``init`` does not fit the run, or an exported format does not match the eager model.
     """
     if (epochs is not None and epochs < 1) or (finetune_epochs is not None and finetune_epochs < 0):
@@ -165,7 +164,7 @@ def export_child(
 
 
 def _checked_init(preset: EnvPreset, init: Init | None, run_dir: Path) -> Init:
-    """The init to train from: ``init`` if the run allows it, else the run's default; refuses a tabular run."""
+    """The init to train from: ``init`` if the run allows it, else :data:`DEFAULT_INIT`; refuses a tabular run."""
     if preset.evaluator == "tabular":
         raise ExportError(
             f"{run_dir} used the tabular evaluator (every child's metrics were looked up in a benchmark table; "
