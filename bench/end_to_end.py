@@ -123,6 +123,11 @@ class Trainer:
 # ------------------------------------------------------------------------------------------- space and budgets
 
 
+def default_supernet(preset: EnvPreset) -> Path:
+    """Where the bench keeps the supernet it trains with the preset when none is given."""
+    return WORK / f"supernet_{preset.name}.pt"
+
+
 def uniform_members(space: SearchSpace) -> list[Arch]:
     """Every operator at every keep-ratio in every layer, one per distinct network."""
     members = {space.canonical(space.uniform(op, k)): None for op in space.operators for k in space.keep_ratios}
@@ -269,7 +274,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--plain-keeps", type=float, nargs="+", default=[0.5, 0.75, 1.0],
                         help="budgets: the latency of conv3x3 at these keep-ratios everywhere")  # fmt: skip
     parser.add_argument("--tolerance", type=float, default=0.003, help="accuracy tolerance of 'equal accuracy'")
-    parser.add_argument("--supernet", type=Path, help="the preset's trained supernet (default: train it here)")
+    parser.add_argument("--supernet", type=Path, help="the preset's trained supernet (default: bench/.cache/"
+                        "end_to_end/supernet_PRESET.pt, trained first if absent)")  # fmt: skip
     parser.add_argument(
         "--compare-init", action="store_true", help="also train the plain CNNs of the budgets the other way"
     )
@@ -290,11 +296,10 @@ def main() -> None:
     per_epoch = math.ceil(len(data.train) / preset.train.batch_size)
     steps = args.steps if args.steps is not None else 2 * per_epoch
     finetune_steps = args.finetune_steps if args.finetune_steps is not None else per_epoch
-    supernet = (
-        load_supernet(args.supernet, space)[0]
-        if args.supernet
-        else train_preset_supernet(preset, data, progress_bar=False)
-    )
+    path = args.supernet or default_supernet(preset)
+    if not path.is_file():
+        train_preset_supernet(preset, data, out=path, progress_bar=False)
+    supernet = load_supernet(path, space)[0]
     evaluator = SharedEvaluations(SupernetEvaluator(preset, supernet, data=data))
     train = Trainer(preset, data, steps, finetune_steps, args.init, supernet)
 

@@ -17,7 +17,7 @@ architecture). Figures: Kendall tau (``scipy.stats.kendalltau``, tau-b) against 
 and over the better half by test accuracy (where a search's winner is decided), and how many of the evaluator's
 top 5 are in the true top 5 and top 10. Goal: tau >= 0.7 and the top 5 within the true top 10.
 
-    python bench/evaluator_fidelity.py --supernet PATH [--steps 300 --finetune-steps 100 --init scratch]
+    python bench/evaluator_fidelity.py [--supernet PATH] [--steps 300 --finetune-steps 100 --init scratch]
         [--finetune 20] [--set train.threads=1] [--no-record]
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from _record import record
-from end_to_end import WORK, read_cache, training_key
+from end_to_end import WORK, default_supernet, read_cache, training_key
 from scipy.stats import kendalltau
 from sklearn.linear_model import RidgeCV
 
@@ -90,7 +90,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="fashion_mnist")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="env preset override")
-    parser.add_argument("--supernet", type=Path, required=True, help="the supernet bench/end_to_end.py searched with")
+    parser.add_argument(
+        "--supernet", type=Path, help="the supernet bench/end_to_end.py searched with (default: its own)"
+    )
     parser.add_argument("--steps", type=int, help="the training budget of the cached children (default: 2 epochs)")
     parser.add_argument("--finetune-steps", type=int, help="(default: 1 epoch)")
     parser.add_argument("--init", choices=INITS, default=DEFAULT_INIT)
@@ -107,7 +109,8 @@ def main() -> None:
         raise SystemExit("fewer than 2 trained children with this budget: run bench/end_to_end.py first")
     archs = sorted(children)
     truth = [children[a]["test_accuracy"] for a in archs]
-    supernet = load_supernet(args.supernet, space)[0]
+    path = args.supernet or default_supernet(preset)
+    supernet = load_supernet(path, space)[0]
     weights, saved = weights_digest(supernet), json.loads(SCORES.read_text()) if SCORES.is_file() else {}
 
     scores: dict[str, list[float]] = {}
@@ -146,7 +149,7 @@ def main() -> None:
         [
             f"Preset `{preset.name}`, {len(archs)} children of `bench/end_to_end.py` (uniform members and searched "
             f"children), truth: test accuracy after {steps} + {finetune_steps} steps ({args.init}); test accuracy "
-            f"{min(truth):.4f}-{max(truth):.4f}. Supernet `{args.supernet.name}`. Seconds per child on this "
+            f"{min(truth):.4f}-{max(truth):.4f}. Supernet `{path.name}`. Seconds per child on this "
             "machine at the time of the run (the predictor adds its fit to the inherited evaluation).",
             "",
             "| evaluator | Kendall tau | tau, better half | top-5 in true top-5 | top-5 in true top-10 | s per child |",
