@@ -103,8 +103,8 @@ def _export(args: argparse.Namespace) -> int:
 
     try:
         result = export_child(
-            args.run, args.arch, epochs=args.epochs, finetune_epochs=args.finetune_epochs, device=args.device,
-            out=args.out, onnx=not args.no_onnx, progress=not args.no_progress,
+            args.run, args.arch, init=args.init, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
+            device=args.device, out=args.out, onnx=not args.no_onnx, progress=not args.no_progress,
         )  # fmt: skip
     except (ExportError, TrainingDiverged) as err:
         print(f"rlnas export: error: {err}", file=sys.stderr)
@@ -279,6 +279,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument(
         "--finetune-epochs", type=int, help="fine-tuning epochs (default: 1, or the search's finetune_steps if more)"
+    )
+    export.add_argument(
+        "--init",
+        choices=("scratch", "supernet"),
+        help="scratch (default): train the child from scratch; supernet (a run searched with a supernet): fine-tune "
+        "it from the weights it inherits from the run's supernet",
     )
     export.add_argument("--device", default="cpu", help="where it trains: cpu or cuda (default: %(default)s)")
     export.add_argument("--out", type=Path, help="export folder (default: RUN/exports/<best | arch>)")

@@ -1,4 +1,5 @@
-"""Export a searched child: train it on a larger budget, prune it, test it, measure it, write a deployable folder.
+"""Export a searched child: train it on a larger budget (from scratch, or from the search's supernet), prune it,
+test it, measure it, write a deployable folder.
 
 ``runs/NAME/exports/<best | arch>/`` holds ``model.ts`` (TorchScript), ``model.onnx`` (when the ``onnx``
 extra is installed), ``state_dict.pt`` with ``arch.json`` (``rlnas.build_model(arch_json)`` rebuilds the
@@ -25,8 +26,10 @@ from tqdm.auto import tqdm
 
 import rlnas
 from rlnas.budget import best_children, budget_of_run
+from rlnas.child_training import INITS, Init, describe_training, train_child
 from rlnas.config import EnvPreset, load_env_preset
-from rlnas.envs.evaluators import child_seed, space_for, train_prune_finetune
+from rlnas.envs.evaluators import space_for
+from rlnas.envs.supernet_evaluator import SUPERNET_FILE
 from rlnas.latency import count_flops, count_params, measure_latency, torch_threads
 from rlnas.latency.device import device_name
 from rlnas.pruning import build_model
@@ -34,10 +37,12 @@ from rlnas.search import read_run_config
 from rlnas.space import ChildNet
 from rlnas.store import EvaluationStore
 from rlnas.training.data import load_data
+from rlnas.training.supernet import Supernet, load_supernet
 from rlnas.training.trainer import accuracy
 
 VERIFY_BATCH = 32
 TOLERANCE = 1e-4  # absolute and relative, on the logits
+DEFAULT_INIT: Init = "scratch"  # also for a supernet run: more accurate at the same steps (docs/end-to-end.md)
 
 
 class ExportError(RuntimeError):
@@ -61,6 +66,7 @@ def export_child(
     run_dir: str | Path,
     arch: str | None = None,
     *,
+    init: Init | None = None,
     epochs: int | None = None,
     finetune_epochs: int | None = None,
     device: str = "cpu",
@@ -68,24 +74,22 @@ def export_child(
     onnx: bool = True,
     progress: bool = True,
 ) -> ExportResult:
-    """Train the run's best child (or ``arch``) from scratch, prune, evaluate, measure and export it.
+    """Train the run's best child (or ``arch``), prune, evaluate, measure and export it.
 
-    Training runs ``epochs`` passes over the training split on the full-width child, then prunes it to its
-    keep-ratios, recalibrates BatchNorm and fine-tunes for ``finetune_epochs`` passes, with the run's env preset
-    (data, space, optimizer, latency settings). By default 2 and 1 passes, or the search's per-child budget
-    (``train.steps``, ``train.finetune_steps``) where that is more: the export never trains less than the search.
-    The folder is ``out`` or ``run_dir/exports/<best | arch>``. Raises :class:`ExportError` when the run has no
-    trainable data (tabular evaluator) or an exported format does not match the eager model.
+    ``init`` (default: :data:`DEFAULT_INIT`): ``scratch`` trains ``epochs`` passes over the training split on the
+    full-width child, prunes it to its keep-ratios, recalibrates BatchNorm and fine-tunes for ``finetune_epochs``
+    passes; ``supernet`` (runs searched with a supernet only) extracts the pruned child with the supernet's weights
+    and fine-tunes it for as many steps in all (:mod:`rlnas.child_training`). By default 2 and 1 passes, or the
+    search's per-child budget (``train.steps``, ``train.finetune_steps``) where that is more: the export never
+    trains less than the search. The run's env preset gives data, space, optimizer and latency settings. The folder
+    is ``out`` or ``run_dir/exports/<best | arch>``. Raises :class:`ExportError` when the run's evaluator does not train
+    (tabular), ``init`` does not fit the run, or an exported format does not match the eager model.
     """
     if (epochs is not None and epochs < 1) or (finetune_epochs is not None and finetune_epochs < 0):
         raise ValueError(f"epochs must be >= 1 and finetune_epochs >= 0, got {epochs} and {finetune_epochs}")
     run_dir = Path(run_dir)
     preset = load_run_preset(run_dir)
-    if preset.evaluator != "scratch":
-        raise ExportError(
-            f"{run_dir} used the {preset.evaluator} evaluator (metrics looked up, no data to train on): "
-            "export needs a run whose env preset has evaluator: scratch"
-        )
+    init = _checked_init(preset, init, run_dir)
     space = space_for(preset)
     source = _select(run_dir, None if arch is None else str(space.parse(arch)))  # "conv3x3@1" -> "conv3x3@1.0"
     child = space.parse(source["arch"])
@@ -97,21 +101,18 @@ def export_child(
     steps = epochs * per_epoch if epochs is not None else max(2 * per_epoch, t.steps)
     finetune_steps = finetune_epochs * per_epoch if finetune_epochs is not None else max(per_epoch, t.finetune_steps)
     training = (
-        f"from scratch: {steps} steps ({steps / per_epoch:.1f} epochs) on the full-width child, prune, "
-        f"{finetune_steps} fine-tuning steps ({finetune_steps / per_epoch:.1f} epochs); batch {t.batch_size}, "
+        f"{describe_training(init, steps, finetune_steps, per_epoch)}; batch {t.batch_size}, "
         f"{len(data.train)} training images (the search trained each child {t.steps} + {t.finetune_steps} steps)"
     )
     say(f"exporting {child} ({source['selected']}), training {training}")
-    seed = child_seed(preset.seed, child)
-    torch.manual_seed(seed)
-    model = build_model(space, child)
-    params_unpruned = count_params(model)
+    supernet = _run_supernet(run_dir, preset, device) if init == "supernet" else None
     threads = torch_threads(preset.train.threads) if preset.train.threads else nullcontext()
     with threads:
-        times = train_prune_finetune(
-            model, data.train, preset.train, seed=seed, device=device,
-            steps=steps, finetune_steps=finetune_steps, progress=progress,
+        trained = train_child(
+            preset, child, data.train, steps=steps, finetune_steps=finetune_steps, init=init, supernet=supernet,
+            device=device, progress=progress,
         )  # fmt: skip
+        model = trained.model
         test_acc = accuracy(model, data.test, batch_size=preset.train.eval_batch_size, device=device)
         val_acc = accuracy(model, data.val, batch_size=preset.train.eval_batch_size, device=device)
     latency_ms = measure_latency(model, space.input_shape, preset.latency)
@@ -124,17 +125,17 @@ def export_child(
     report = {
         "arch": str(child),
         "source": source,
-        "init": "scratch",
+        "init": init,
         "training": training,
         "steps": steps,
         "finetune_steps": finetune_steps,
-        "seconds": {"train": times[0], "prune": times[1], "finetune": times[2]},
+        "seconds": trained.seconds,
         "test_accuracy": test_acc,
         "val_accuracy": val_acc,
         "latency_ms": latency_ms,
         "flops": count_flops(model, space.input_shape),
         "params": count_params(model),
-        "params_unpruned": params_unpruned,
+        "params_unpruned": trained.params_unpruned,
         "device": {
             "train": str(device),
             "latency": preset.latency.device,
@@ -159,8 +160,35 @@ def export_child(
     failed = [name for name, check in checks.items() if check["status"] == "mismatch"]
     if failed:
         raise ExportError(f"{', '.join(failed)} output differs from the eager model on a test batch: see {folder}")
-    say(f"exported to {folder}: test accuracy {test_acc:.4f}, latency {latency_ms:.3f} ms")
+    how = "from scratch" if init == "scratch" else "fine-tuned from the supernet's weights"
+    say(f"exported to {folder} (trained {how}): test accuracy {test_acc:.4f}, latency {latency_ms:.3f} ms")
     return ExportResult(folder, report)
+
+
+def _checked_init(preset: EnvPreset, init: Init | None, run_dir: Path) -> Init:
+    """The init to train from: ``init`` if the run allows it, else :data:`DEFAULT_INIT`; refuses a tabular run."""
+    if preset.evaluator == "tabular":
+        raise ExportError(
+            f"{run_dir} used the tabular evaluator (every child's metrics were looked up in a benchmark table; "
+            "the run has no data set to train on): export needs a run with evaluator: scratch or supernet"
+        )
+    if init is not None and init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    if init == "supernet" and preset.evaluator != "supernet":
+        raise ExportError(
+            f"--init supernet needs a run searched with evaluator: supernet; {run_dir} used {preset.evaluator} "
+            "and has no supernet: use --init scratch"
+        )
+    return init or DEFAULT_INIT
+
+
+def _run_supernet(run_dir: Path, preset: EnvPreset, device: str) -> Supernet:
+    """The supernet a run searched with: the one it was given (``--supernet``), else its own ``supernet.pt``."""
+    given = read_run_config(run_dir).get("search", {}).get("supernet")
+    path = Path(given) if given else run_dir / SUPERNET_FILE
+    if not path.is_file():
+        raise ExportError(f"{run_dir} searched with the supernet {path}, which no longer exists: use --init scratch")
+    return load_supernet(path, space_for(preset), device)[0]
 
 
 def _select(run_dir: Path, arch: str | None) -> dict[str, Any]:

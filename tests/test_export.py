@@ -6,17 +6,22 @@ import dataclasses
 import json
 import math
 import re
+import shutil
 
 import pytest
 import torch
 
+from rlnas.child_training import train_child
 from rlnas.cli import main
 from rlnas.config import load_agent_preset
-from rlnas.export import ExportError, export_child
+from rlnas.envs.evaluators import space_for
+from rlnas.envs.supernet_evaluator import SUPERNET_FILE
+from rlnas.export import DEFAULT_INIT, ExportError, export_child
 from rlnas.pruning import build_model
 from rlnas.search import run_search
 from rlnas.store import EvaluationStore
 from rlnas.training.data import load_data
+from rlnas.training.supernet import load_supernet
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
@@ -124,8 +129,69 @@ def test_cli_rejects_an_architecture_outside_the_space(run_dir, capsys):
 def test_export_refuses_a_tabular_run(tmp_path, synthetic_table_preset):
     run_search(synthetic_table_preset, load_agent_preset("random"), evaluations=3, run_name="t", runs_dir=tmp_path,
                progress_bar=False)  # fmt: skip
-    with pytest.raises(ExportError, match=r"tabular evaluator.*evaluator: scratch"):
+    with pytest.raises(ExportError, match=r"tabular evaluator.*benchmark table.*evaluator: scratch or supernet"):
         export_child(tmp_path / "t", progress=False)
+
+
+@pytest.fixture(scope="module")
+def supernet_run(tmp_path_factory, _digits_preset):
+    """A random search of 3 children over the digits space with a supernet trained for a few steps into the run."""
+    preset = dataclasses.replace(
+        _digits_preset,
+        evaluator="supernet",
+        supernet=dataclasses.replace(_digits_preset.supernet, steps=12, batch_size=32, resort_every=5),
+        reward=dataclasses.replace(_digits_preset.reward, kind="accuracy"),  # measured latency: no budget to miss
+    )
+    runs = tmp_path_factory.mktemp("runs")
+    run_search(preset, "random", evaluations=3, run_name="s", runs_dir=runs, progress_bar=False)
+    return runs / "s"
+
+
+def test_a_supernet_run_exports_from_scratch_by_default(supernet_run, capsys):
+    code = main(["export", "--run", str(supernet_run), "--out", str(supernet_run / "sc"), "--epochs", "1",
+                 "--finetune-epochs", "0", "--no-onnx", "--no-progress"])  # fmt: skip
+    assert code == 0
+    report = json.loads((supernet_run / "sc" / "report.json").read_text())
+    assert report["init"] == DEFAULT_INIT == "scratch" and report["training"].startswith("from scratch")
+    assert report["seconds"]["train"] > 0 and "Training: from scratch" in capsys.readouterr().out
+
+
+def test_a_supernet_run_exports_fine_tuned_from_the_supernet_when_asked(supernet_run, capsys):
+    code = main(["export", "--run", str(supernet_run), "--init", "supernet", "--out", str(supernet_run / "ft"),
+                 "--no-onnx", "--no-progress"])  # fmt: skip
+    assert code == 0
+    report = json.loads((supernet_run / "ft" / "report.json").read_text())
+    assert report["init"] == "supernet" and "from the supernet's weights" in capsys.readouterr().out
+    per_epoch = report["finetune_steps"]  # default: 2 epochs + 1 fine-tuning epoch
+    assert report["steps"] == 2 * per_epoch and report["seconds"]["train"] == 0.0
+    assert report["test_accuracy"] > 0.3, "three epochs on digits should learn far above chance (0.1)"
+    assert report["verification"]["torchscript"]["status"] == "match"
+
+
+def test_fine_tuning_from_the_supernet_starts_from_the_inherited_weights(supernet_run, digits_preset):
+    space = space_for(digits_preset)
+    supernet, _ = load_supernet(supernet_run / SUPERNET_FILE, space)
+    arch = space.parse("conv3x3@0.5|mbconv3_k3@0.25|sep3x3@1.0|conv3x3@0.5")
+    data = load_data(digits_preset.data)
+    untrained = train_child(digits_preset, arch, data.train, steps=0, finetune_steps=0, init="supernet",
+                            supernet=supernet).model  # fmt: skip
+    inherited = supernet.extract(arch)
+    params = dict(inherited.named_parameters())
+    assert [n for n, _ in untrained.named_parameters()] == list(params)
+    assert all(torch.equal(t, params[n]) for n, t in untrained.named_parameters())
+    tuned = train_child(digits_preset, arch, data.train, steps=3, finetune_steps=2, init="supernet",
+                        supernet=supernet).model  # fmt: skip
+    assert not torch.equal(tuned.classifier.weight, inherited.classifier.weight)
+    assert tuned.pruned_keeps == arch.keeps
+
+
+def test_init_supernet_is_refused_for_a_scratch_run_and_a_missing_supernet(run_dir, supernet_run, tmp_path):
+    with pytest.raises(ExportError, match=r"--init supernet needs a run searched with evaluator: supernet"):
+        export_child(run_dir, init="supernet", progress=False)
+    moved = tmp_path / "moved"
+    shutil.copytree(supernet_run, moved, ignore=shutil.ignore_patterns(SUPERNET_FILE, "exports"))
+    with pytest.raises(ExportError, match=r"supernet\.pt, which no longer exists: use --init scratch"):
+        export_child(moved, init="supernet", progress=False)
 
 
 def test_export_needs_a_run_folder(tmp_path):
