@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rlnas.config import RewardConfig
+from rlnas.config import RewardConfig, load_env_preset
 
 Record = dict[str, Any]
 
@@ -46,10 +46,14 @@ class Budget:
         ok = [r for r in records if r["status"] == "ok"]
         return min(ok, key=self.cost_of) if ok else None
 
+    def count(self, records: Iterable[Record]) -> int:
+        """How many children are within the budget."""
+        return sum(self.within(r) for r in records)
+
     def share(self, records: Iterable[Record]) -> float:
         """The fraction of children within the budget (0 for no children)."""
         records = list(records)
-        return sum(self.within(r) for r in records) / len(records) if records else 0.0
+        return self.count(records) / len(records) if records else 0.0
 
     def describe(self) -> str:
         """``"<= 1.5 ms"``, for summaries."""
@@ -76,7 +80,5 @@ def best_children(records: Iterable[Record], budget: Budget | None, k: int = 5) 
 
 def budget_of_run(resolved: dict[str, Any]) -> Budget | None:
     """The budget of a run from its resolved configuration (``config.yaml``: ``env``, ``search``)."""
-    from rlnas.config import load_env_preset
-
     preset = load_env_preset(resolved["env"])
     return run_budget(preset.reward, resolved.get("search", {}).get("target_latency_ms"))

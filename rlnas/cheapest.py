@@ -18,7 +18,7 @@ from rlnas.budget import Budget
 from rlnas.config import ConfigError, EnvPreset
 from rlnas.latency.flops import count_flops, layer_flops
 from rlnas.latency.source import latency_source
-from rlnas.pruning import build_model, prune_child
+from rlnas.latency.timing import pruned_children
 from rlnas.space import Arch, ChildNet, SearchSpace
 
 TOLERANCE = 0.95
@@ -34,9 +34,7 @@ class Cheapest:
 
 
 def _pruned(space: SearchSpace, arch: Arch) -> ChildNet:
-    with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's stream alone
-        torch.manual_seed(0)
-        return prune_child(build_model(space, arch), arch).eval()
+    return pruned_children(space, [arch], seed=0)[0]
 
 
 def _layer_mflops(model: ChildNet, input_shape: tuple[int, ...]) -> list[float]:

@@ -19,6 +19,7 @@ from rlnas.config import EnvPreset
 from rlnas.envs.evaluators import child_seed, space_for, train_prune_finetune
 from rlnas.latency import count_params
 from rlnas.pruning import build_model, prune_child
+from rlnas.seeding import seeded
 from rlnas.space import Arch, ChildNet
 from rlnas.training.data import Split
 from rlnas.training.supernet import Supernet
@@ -56,8 +57,8 @@ def train_child(
     """
     t, seed = preset.train, child_seed(preset.seed, arch)
     if init == "scratch":
-        torch.manual_seed(seed)
-        model = build_model(space_for(preset), arch)
+        with seeded(seed):
+            model = build_model(space_for(preset), arch)
         params_unpruned = count_params(model)
         times = train_prune_finetune(
             model, train, t, seed=seed, device=device, steps=steps, finetune_steps=finetune_steps, progress=progress

@@ -25,7 +25,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 import rlnas
-from rlnas.budget import best_children, budget_of_run
+from rlnas.budget import Budget, best_children, run_budget
 from rlnas.child_training import INITS, Init, describe_training, train_child
 from rlnas.config import EnvPreset, load_env_preset
 from rlnas.envs.evaluators import space_for
@@ -57,11 +57,6 @@ class ExportResult:
     report: dict[str, Any]
 
 
-def load_run_preset(run_dir: str | Path) -> EnvPreset:
-    """The resolved env preset a run was searched with (its ``config.yaml``)."""
-    return load_env_preset(read_run_config(run_dir)["env"])
-
-
 def export_child(
     run_dir: str | Path,
     arch: str | None = None,
@@ -88,10 +83,12 @@ def export_child(
     if (epochs is not None and epochs < 1) or (finetune_epochs is not None and finetune_epochs < 0):
         raise ValueError(f"epochs must be >= 1 and finetune_epochs >= 0, got {epochs} and {finetune_epochs}")
     run_dir = Path(run_dir)
-    preset = load_run_preset(run_dir)
+    resolved = read_run_config(run_dir)
+    preset = load_env_preset(resolved["env"])
     init = _checked_init(preset, init, run_dir)
     space = space_for(preset)
-    source = _select(run_dir, None if arch is None else str(space.parse(arch)))  # "conv3x3@1" -> "conv3x3@1.0"
+    budget = run_budget(preset.reward, resolved["search"].get("target_latency_ms"))
+    source = _select(run_dir, None if arch is None else str(space.parse(arch)), budget)  # "conv3x3@1" -> "...1.0"
     child = space.parse(source["arch"])
     say = tqdm.write if progress else (lambda _: None)
 
@@ -105,7 +102,7 @@ def export_child(
         f"{len(data.train)} training images (the search trained each child {t.steps} + {t.finetune_steps} steps)"
     )
     say(f"exporting {child} ({source['selected']}), training {training}")
-    supernet = _run_supernet(run_dir, preset, device) if init == "supernet" else None
+    supernet = _run_supernet(run_dir, resolved, preset, device) if init == "supernet" else None
     threads = torch_threads(preset.train.threads) if preset.train.threads else nullcontext()
     with threads:
         trained = train_child(
@@ -182,22 +179,22 @@ def _checked_init(preset: EnvPreset, init: Init | None, run_dir: Path) -> Init:
     return init or DEFAULT_INIT
 
 
-def _run_supernet(run_dir: Path, preset: EnvPreset, device: str) -> Supernet:
+def _run_supernet(run_dir: Path, resolved: dict[str, Any], preset: EnvPreset, device: str) -> Supernet:
     """The supernet a run searched with: the one it was given (``--supernet``), else its own ``supernet.pt``."""
-    given = read_run_config(run_dir).get("search", {}).get("supernet")
+    given = resolved["search"].get("supernet")
     path = Path(given) if given else run_dir / SUPERNET_FILE
     if not path.is_file():
         raise ExportError(f"{run_dir} searched with the supernet {path}, which no longer exists: use --init scratch")
     return load_supernet(path, space_for(preset), device)[0]
 
 
-def _select(run_dir: Path, arch: str | None) -> dict[str, Any]:
+def _select(run_dir: Path, arch: str | None, budget: Budget | None) -> dict[str, Any]:
     """Which child to export, with what the search measured for it (if it evaluated it)."""
     store_path = run_dir / "evaluations.sqlite"
     store = EvaluationStore(store_path) if store_path.is_file() else None
     try:
         if arch is None:
-            record, selected = _default_child(run_dir, store.records() if store is not None else [])
+            record, selected = _default_child(run_dir, store.records() if store is not None else [], budget)
         else:
             records = [r for r in (store.records() if store else []) if r["arch"] == arch]
             record, selected = max(records, key=lambda r: r["reward"], default=None), "given by --arch"
@@ -211,11 +208,10 @@ def _select(run_dir: Path, arch: str | None) -> dict[str, Any]:
     return source
 
 
-def _default_child(run_dir: Path, records: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+def _default_child(run_dir: Path, records: list[dict[str, Any]], budget: Budget | None) -> tuple[dict[str, Any], str]:
     """The child a run exports by default: the most accurate within its budget (the best reward without one)."""
     if not records:
         raise ExportError(f"{run_dir} has no evaluated children: pass --arch, or export a finished run")
-    budget = budget_of_run(read_run_config(run_dir))
     best = best_children(records, budget, 1)
     if budget is None:
         return best[0], "best reward of the run"

@@ -124,5 +124,5 @@ def report_run(run_dir: str | Path, plot: str | Path | None = None) -> RunReport
     plot = Path(plot) if plot else run_dir / "pareto.png"
     plot.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(plot, dpi=120)
-    within = sum(budget.within(r) for r in records) if budget else 0
+    within = budget.count(records) if budget else 0
     return RunReport(pareto_front(records, cost), cost, len(records), plot, budget, within)

@@ -125,9 +125,6 @@ def run_search(
     space = evaluator.space if evaluator is not None else space_for(env_preset)
     if target_latency_ms is not None:
         checked_target(env_preset, target_latency_ms)
-    budget = run_budget(env_preset.reward, target_latency_ms)
-    if budget is not None and evaluator is None and env_preset.evaluator != "tabular":
-        check_reachable(env_preset, space, budget)  # before the run folder exists: a bad target costs nothing
     if supernet is not None and env_preset.evaluator != "supernet":
         raise ValueError(
             f"--supernet was given but env preset {env_preset.name!r} uses evaluator {env_preset.evaluator}: "
@@ -135,6 +132,9 @@ def run_search(
         )
     if evaluator is None:
         checked_device(device)
+    budget = run_budget(env_preset.reward, target_latency_ms)
+    if budget is not None and evaluator is None and env_preset.evaluator != "tabular":
+        check_reachable(env_preset, space, budget)  # before the run folder exists: a bad target costs nothing
     run_dir = Path(runs_dir) / checked_run_name(run_name or default_run_name(env_preset, agent_preset, seed))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} already exists and is not empty: choose another --run-name or remove it")

@@ -19,7 +19,7 @@ def budget_verdict(records: list[dict[str, Any]], budget: Budget | None) -> str:
     """One sentence on the budget: how many children met it, or that none did and which came closest."""
     if budget is None:
         return "No budget (no latency or FLOPs target): children are ranked by reward."
-    within = sum(budget.within(r) for r in records)
+    within = budget.count(records)
     if within:
         return f"Budget {budget.describe()}: {within} of {len(records)} children within it."
     closest = budget.closest(records)
@@ -49,7 +49,7 @@ def write_summary(
         "diverged": sum(r["status"] != "ok" for r in records),
         "seconds": round(elapsed, 1),
         "budget": None if budget is None else {"cost": budget.cost, "target": budget.target, "unit": budget.unit},
-        "within_budget": None if budget is None else sum(budget.within(r) for r in records),
+        "within_budget": None if budget is None else budget.count(records),
         "best": [{k: r[k] for k in _FIELDS} for r in best],
     }
     closest = budget.closest(records) if budget is not None and not best else None

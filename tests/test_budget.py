@@ -8,13 +8,13 @@ import json
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlnas.budget import Budget, best_children, run_budget
+from rlnas.budget import Budget, best_children, budget_of_run, run_budget
 from rlnas.cheapest import cheapest_child
 from rlnas.cli import main
 from rlnas.config import ConfigError, RewardConfig, load_agent_preset
 from rlnas.export import _default_child
 from rlnas.report import report_run
-from rlnas.search import run_search
+from rlnas.search import read_run_config, run_search
 from rlnas.store import EvaluationStore
 
 
@@ -77,7 +77,7 @@ def test_a_run_reports_logs_and_exports_the_most_accurate_child_within_its_budge
     assert main(["report", "--run", str(budget_run)]) == 0
     assert f"budget <= 0.3 ms: {len(within)} of 10 children within it" in capsys.readouterr().out
 
-    record, selected = _default_child(budget_run, records)
+    record, selected = _default_child(budget_run, records, budget_of_run(read_run_config(budget_run)))
     assert record["arch"] == best["arch"] and "within the budget <= 0.3 ms" in selected
 
 
@@ -91,7 +91,7 @@ def test_a_run_where_nothing_met_the_budget_says_so_and_names_the_cheapest(tmp_p
     assert summary["closest"]["arch"] == cheapest["arch"]
     assert f"NO child met it; the cheapest was `{cheapest['arch']}`" in (tmp_path / "r" / "summary.md").read_text()
     with pytest.raises(Exception, match=r"no child of .* met its budget <= 0.01 ms"):
-        _default_child(tmp_path / "r", records)
+        _default_child(tmp_path / "r", records, budget_of_run(read_run_config(tmp_path / "r")))
 
 
 def test_a_target_below_the_cheapest_child_is_refused_before_the_run_starts(tmp_path, digits_preset):

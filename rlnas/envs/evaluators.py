@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, Protocol
 
@@ -27,6 +25,7 @@ from rlnas.config import EnvPreset, TrainConfig
 from rlnas.latency import count_flops, count_params
 from rlnas.latency.source import LatencySource, latency_source
 from rlnas.pruning import build_model, prune_child
+from rlnas.seeding import seeded
 from rlnas.space import Arch, ChildNet, SearchSpace
 from rlnas.training.data import DataSplits, Split, dataset_shape, load_data
 from rlnas.training.trainer import TrainingDiverged, accuracy, fit, recalibrate_bn
@@ -93,18 +92,6 @@ def child_seed(base_seed: int, arch: Arch) -> int:
     """A seed derived from the architecture, so the same child trains the same way in any run or process."""
     digest = hashlib.sha256(f"{base_seed}:{arch}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
-
-
-@contextmanager
-def child_rng(seed: int) -> Iterator[None]:
-    """Run one evaluation on torch's CPU RNG seeded with ``seed``, restoring the caller's state after it.
-
-    Building and pruning a child initialise layers from torch's global RNG; the controller samples from that
-    RNG too. Forked, an evaluation neither depends on nor moves the controller's random stream.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def space_for(preset: EnvPreset) -> SearchSpace:
@@ -220,7 +207,7 @@ class ScratchEvaluator:
     def evaluate(self, arch: Arch) -> EvalResult:
         """Train, prune, fine-tune, evaluate and measure one child."""
         seed = child_seed(self.preset.seed, arch)
-        with child_rng(seed):
+        with seeded(seed):
             return self._evaluate(arch, seed)
 
     def _evaluate(self, arch: Arch, seed: int) -> EvalResult:

@@ -24,6 +24,7 @@ from rlnas.latency import count_flops, count_params
 from rlnas.latency.source import MeasuredLatency
 from rlnas.pruning.foreign.engine import Group, Pruner, kept_count, prune_model
 from rlnas.pruning.foreign.weights import trained_model, weights_digest
+from rlnas.seeding import seeded
 from rlnas.training.data import DataSplits, dataset_shape, load_data
 from rlnas.training.trainer import TrainingDiverged, fit, recalibrate_bn
 
@@ -120,8 +121,12 @@ class PruneEvaluator:
 
     def evaluate(self, plan: KeepPlan) -> EvalResult:
         """Prune, recalibrate, fine-tune (``train.finetune_steps``), evaluate and measure one plan."""
-        train, seed = self.preset.train, child_seed(self.preset.seed, plan)
-        torch.manual_seed(seed)
+        seed = child_seed(self.preset.seed, plan)
+        with seeded(seed):
+            return self._evaluate(plan, seed)
+
+    def _evaluate(self, plan: KeepPlan, seed: int) -> EvalResult:
+        train = self.preset.train
         clock = time.perf_counter()
         model, _ = self.prune(plan)
         recalibrate_bn(model, self.data.train, batches=train.recalibration_batches, batch_size=train.batch_size,

@@ -112,7 +112,8 @@ def reward_for(cfg: RewardConfig, result: EvalResult, target_ms: float | None = 
         cost = child_cost(cfg, result.latency_ms, result.flops)
         terms = dataclasses.replace(failure_terms(cfg, target_ms), accuracy=result.accuracy, cost=cost)
         return terms, dataclasses.replace(result, status="reward_error", reason=str(err))
-    return terms, dataclasses.replace(result, status="ok", reason="")
+    rescored = result.status == "reward_error"  # stored as a reward error, scored again now the reward works
+    return terms, dataclasses.replace(result, status="ok", reason="") if rescored else result
 
 
 def _terms(cfg: RewardConfig, accuracy: float, latency_ms: float, flops: int, target_ms: float | None) -> RewardTerms:

@@ -19,7 +19,6 @@ from rlnas.config import EnvPreset
 from rlnas.envs.evaluators import (
     EvalResult,
     checked_device,
-    child_rng,
     child_seed,
     measured_result,
     shared_settings,
@@ -28,6 +27,7 @@ from rlnas.envs.evaluators import (
 from rlnas.latency import count_params
 from rlnas.latency.source import latency_source
 from rlnas.pruning import prune_child
+from rlnas.seeding import seeded
 from rlnas.space import Arch
 from rlnas.training.data import DataSplits, Split, load_data
 from rlnas.training.supernet import Supernet, load_supernet, save_supernet, train_supernet
@@ -65,7 +65,7 @@ class SupernetEvaluator:
     def evaluate(self, arch: Arch) -> EvalResult:
         """Extract the pruned child with inherited weights, recalibrate BatchNorm, evaluate and measure it."""
         seed = child_seed(self.preset.seed, arch)
-        with child_rng(seed):
+        with seeded(seed):
             return self._evaluate(arch, seed)
 
     def _evaluate(self, arch: Arch, seed: int) -> EvalResult:

@@ -42,7 +42,7 @@ import torch
 from rlnas.config import EnvPreset, TableConfig
 from rlnas.envs.evaluators import EvalResult, space_for
 from rlnas.latency.source import LatencySource, TableLatency, latency_source
-from rlnas.pruning import build_model, prune_child
+from rlnas.latency.timing import pruned_children
 from rlnas.space import Arch, SearchSpace
 from rlnas.training.data import DataError
 
@@ -162,9 +162,7 @@ class TabularEvaluator:
             return 0.0, ""
         if isinstance(self.latency, TableLatency):  # a look-up: no network needs to be built
             return float(self.latency.table.predict(arch)), self.latency.name
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = prune_child(build_model(self.space, arch)).eval()
+        model = pruned_children(self.space, [arch], seed=0)[0]
         return float(self.latency(model, arch)), self.latency.name
 
     def _metric(self, record: dict[str, Any], field: str, key: str) -> Any:

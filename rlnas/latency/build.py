@@ -22,6 +22,7 @@ from rlnas.latency.measure import Clock
 from rlnas.latency.overhead import FITS, Fit, fit_overhead
 from rlnas.latency.table import LatencyTable
 from rlnas.latency.timing import Aggregate, pruned_children, time_modules
+from rlnas.seeding import seeded
 from rlnas.space.space import SearchSpace
 
 
@@ -46,8 +47,7 @@ def build_table(
     enum = enumerate_layers(space)
     configs = enum.configs
     modules, inputs = [], []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         for config in configs:
             modules.append(enum.build_module(config).to(dev).eval())
             inputs.append(torch.randn(cfg.batch_size, config.c_in, *config.resolution, device=dev))

@@ -10,7 +10,6 @@ import dataclasses
 from pathlib import Path
 from typing import Protocol
 
-import torch
 from torch import nn
 
 from rlnas.config import ConfigError, EnvPreset, LatencyConfig
@@ -18,6 +17,7 @@ from rlnas.latency.flops import count_flops
 from rlnas.latency.measure import measure_latency
 from rlnas.latency.table import LatencyTable
 from rlnas.pruning import build_model
+from rlnas.seeding import seeded
 from rlnas.space import Arch, SearchSpace
 
 
@@ -89,8 +89,7 @@ def latency_source(preset: EnvPreset, space: SearchSpace) -> LatencySource:
                 raise
             return MeasuredLatency(space.input_shape, cfg)  # auto: a table for another space or device is not ours
     if cfg.source == "flops":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with seeded(0):
             reference = build_model(space, space.uniform(space.operators[0], 1.0))
         ms = measure_latency(reference, space.input_shape, cfg)
         return FlopsLatency(space.input_shape, ms / count_flops(reference, space.input_shape))

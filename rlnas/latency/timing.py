@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from rlnas.config import LatencyConfig
 from rlnas.latency.measure import Clock, device_sync, time_calls, torch_threads
 from rlnas.pruning import build_model, prune_child
+from rlnas.seeding import seeded
 from rlnas.space.space import Arch, SearchSpace
 
 Aggregate = Literal["min", "median"]
@@ -65,8 +66,7 @@ def time_modules(
 
 def pruned_children(space: SearchSpace, archs: Sequence[Arch], seed: int, device: str = "cpu") -> list[nn.Module]:
     """The really pruned children of ``archs`` (eval mode), their weights drawn under ``seed``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return [prune_child(build_model(space, arch)).to(device).eval() for arch in archs]
 
 
