@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fcntl
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -35,7 +36,7 @@ from _record import record
 from rlnas.budget import Budget
 from rlnas.child_training import INITS, train_child
 from rlnas.config import EnvPreset, load_env_preset
-from rlnas.envs.evaluators import EvalResult, Evaluator, space_for
+from rlnas.envs.evaluators import EvalResult, Evaluator, ScratchEvaluator, space_for
 from rlnas.envs.supernet_evaluator import SupernetEvaluator, train_preset_supernet
 from rlnas.export import DEFAULT_INIT
 from rlnas.latency import count_flops, measure_latency
@@ -60,7 +61,8 @@ LATENCY_ROUNDS = 3
 
 def training_key(preset: EnvPreset, steps: int, finetune_steps: int, init: str) -> str:
     """What decides a trained child's result besides its architecture (the cache's outer key)."""
-    train = {k: v for k, v in dataclasses.asdict(preset.train).items() if k != "threads"}
+    unused = ("threads", "steps", "finetune_steps")  # the bench gives the steps; threads do not change results
+    train = {k: v for k, v in dataclasses.asdict(preset.train).items() if k not in unused}
     space = space_for(preset).fingerprint
     return json.dumps(
         {"preset": preset.name, "space": space, "seed": preset.seed, "train": train, "init": init,
@@ -85,7 +87,13 @@ class Trainer:
     """Trains children with one budget and init, caching each result as soon as it is known."""
 
     def __init__(
-        self, preset: EnvPreset, data: DataSplits, steps: int, finetune_steps: int, init: str, supernet: Supernet
+        self,
+        preset: EnvPreset,
+        data: DataSplits,
+        steps: int,
+        finetune_steps: int,
+        init: str,
+        supernet: Supernet | None,
     ) -> None:
         self.preset, self.data, self.steps, self.finetune_steps, self.init = preset, data, steps, finetune_steps, init
         self.supernet = supernet
@@ -128,6 +136,14 @@ def default_supernet(preset: EnvPreset) -> Path:
     return WORK / f"supernet_{preset.name}.pt"
 
 
+def trained_supernet(preset: EnvPreset, data: DataSplits, path: Path | None) -> tuple[Path, Supernet]:
+    """The supernet at ``path`` (default :func:`default_supernet`), trained with the preset first if missing."""
+    path = path or default_supernet(preset)
+    if not path.is_file():
+        train_preset_supernet(preset, data, out=path, progress_bar=False)
+    return path, load_supernet(path, space_for(preset))[0]
+
+
 def uniform_members(space: SearchSpace) -> list[Arch]:
     """Every operator at every keep-ratio in every layer, one per distinct network."""
     members = {space.canonical(space.uniform(op, k)): None for op in space.operators for k in space.keep_ratios}
@@ -163,17 +179,29 @@ def uniform_latencies(preset: EnvPreset, space: SearchSpace) -> dict[str, float]
 class SharedEvaluations:
     """One evaluator for every search of the bench: a child already evaluated by another search is not redone.
 
-    Safe because every search uses the same evaluator settings (one supernet, one preset)."""
+    Safe because every search uses the same evaluator settings (one preset, one supernet if any). Results are
+    also kept on disk under the settings' digest, so searches run in other processes (one per budget) share them.
+    """
 
     def __init__(self, inner: Evaluator) -> None:
         self.inner, self.space = inner, inner.space
         self.settings = getattr(inner, "settings", None)
-        self.seen: dict[str, EvalResult] = {}
+        digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.path = WORK / f"evaluations_{digest}.json"
 
     def evaluate(self, arch: Arch) -> EvalResult:
-        if str(arch) not in self.seen:
-            self.seen[str(arch)] = self.inner.evaluate(arch)
-        return self.seen[str(arch)]
+        known = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        if str(arch) in known:
+            return EvalResult.from_record(known[str(arch)])
+        result = self.inner.evaluate(arch)
+        with (WORK / "cache.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            known = json.loads(self.path.read_text()) if self.path.is_file() else {}
+            known[str(arch)] = result.as_dict()
+            partial = self.path.with_suffix(".partial")
+            partial.write_text(json.dumps(known))
+            partial.replace(self.path)
+        return result
 
 
 def searched_records(
@@ -288,19 +316,20 @@ def arguments() -> argparse.Namespace:
 def main() -> None:
     args = arguments()
     preset = load_env_preset(args.env, args.set)
-    if preset.evaluator != "supernet":
-        raise SystemExit(
-            f"bench/end_to_end.py searches with the supernet evaluator; {args.env} uses {preset.evaluator}"
-        )
+    if preset.evaluator not in ("supernet", "scratch"):
+        raise SystemExit(f"bench/end_to_end.py trains children; {args.env} uses the {preset.evaluator} evaluator")
     space, data = space_for(preset), load_data(preset.data)
     per_epoch = math.ceil(len(data.train) / preset.train.batch_size)
     steps = args.steps if args.steps is not None else 2 * per_epoch
     finetune_steps = args.finetune_steps if args.finetune_steps is not None else per_epoch
-    path = args.supernet or default_supernet(preset)
-    if not path.is_file():
-        train_preset_supernet(preset, data, out=path, progress_bar=False)
-    supernet = load_supernet(path, space)[0]
-    evaluator = SharedEvaluations(SupernetEvaluator(preset, supernet, data=data))
+    needs_supernet = preset.evaluator == "supernet" or args.init == "supernet" or args.compare_init
+    supernet = trained_supernet(preset, data, args.supernet)[1] if needs_supernet else None
+    WORK.mkdir(parents=True, exist_ok=True)
+    evaluator = SharedEvaluations(
+        SupernetEvaluator(preset, supernet, data=data)
+        if preset.evaluator == "supernet"
+        else ScratchEvaluator(preset, data=data)
+    )
     train = Trainer(preset, data, steps, finetune_steps, args.init, supernet)
 
     latency = uniform_latencies(preset, space)
@@ -356,13 +385,20 @@ def setting(args: argparse.Namespace, preset: EnvPreset, steps: int, finetune_st
     epochs = (steps + finetune_steps) / math.ceil(len(data.train) / preset.train.batch_size)
     lat = preset.latency
     return (
-        f"Preset `{preset.name}` (evaluator {preset.evaluator}, {preset.supernet.steps} supernet steps); searches "
+        f"Preset `{preset.name}` ({evaluator_text(preset)}); searches "
         f"of {args.evaluations} children, seeds {args.seeds}; every child trained {args.init} with {steps} + "
         f"{finetune_steps} steps ({epochs:.2f} epochs, batch {preset.train.batch_size}); test accuracy on the "
         f"{len(data.test)} test images; latency measured here ({lat.device}, {lat.threads} thread, batch "
         f"{lat.batch_size}, {lat.statistic} of {lat.repeats}); uniform members are within a budget by their latency "
         f"measured before training, searched children by the search's. Plot: `{PLOT.relative_to(HERE.parent)}`."
     )
+
+
+def evaluator_text(preset: EnvPreset) -> str:
+    """The search's evaluator and its budget, in words."""
+    if preset.evaluator == "supernet":
+        return f"evaluator supernet, {preset.supernet.steps} supernet steps"
+    return f"evaluator scratch, {preset.train.steps} + {preset.train.finetune_steps} steps per child"
 
 
 def report(args, intro: str, steps: int, budgets: dict, rows: list[dict], summary: dict, inits: dict) -> None:

@@ -7,6 +7,8 @@ Truth: their test accuracy after that training. Evaluators, each timed per child
 - ``inherited``: the preset's supernet evaluator as shipped (inherited weights, BatchNorm recalibrated);
 - ``finetune N``: the same with ``supernet.finetune_steps = N`` for each ``--finetune`` N (a short fine-tune of
   each extracted child);
+- ``scratch N + N/4``: the scratch evaluator at ``train.steps = N`` for each ``--scratch`` N (train from scratch,
+  prune, fine-tune N/4 steps, score on the validation split): short real training;
 - ``FLOPs``: the child's FLOPs (bigger ranks higher), a zero-cost reference;
 - ``predictor``: a ridge regression from the child's choices (one-hot operator and keep-ratio per layer) and its
   inherited accuracy (a second variant adds its log FLOPs) to its test accuracy, scored leave-one-out: a learned
@@ -32,25 +34,24 @@ from pathlib import Path
 
 import numpy as np
 from _record import record
-from end_to_end import WORK, default_supernet, read_cache, training_key
+from end_to_end import WORK, read_cache, trained_supernet, training_key
 from scipy.stats import kendalltau
 from sklearn.linear_model import RidgeCV
 
 from rlnas.child_training import INITS
 from rlnas.config import load_env_preset
-from rlnas.envs.evaluators import space_for
+from rlnas.envs.evaluators import Evaluator, ScratchEvaluator, space_for
 from rlnas.envs.supernet_evaluator import SupernetEvaluator, weights_digest
 from rlnas.export import DEFAULT_INIT
 from rlnas.space import Arch
 from rlnas.training.data import load_data
-from rlnas.training.supernet import load_supernet
 
 SCORES = WORK / "fidelity_scores.json"  # each evaluator's score per child and supernet, so a re-run adds only new ones
 
 
-def evaluated(evaluator: SupernetEvaluator, arch: Arch, weights: str, saved: dict) -> tuple[float, float]:
+def evaluated(evaluator: Evaluator, arch: Arch, setting: list, saved: dict) -> tuple[float, float]:
     """The evaluator's accuracy for ``arch`` and the seconds it took, from ``SCORES`` when already measured."""
-    key = json.dumps([weights, evaluator.preset.supernet.finetune_steps, str(arch)])
+    key = json.dumps([*setting, str(arch)])
     if key not in saved:
         started = time.perf_counter()
         saved[key] = [evaluator.evaluate(arch).accuracy, time.perf_counter() - started]
@@ -97,6 +98,9 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, help="(default: 1 epoch)")
     parser.add_argument("--init", choices=INITS, default=DEFAULT_INIT)
     parser.add_argument("--finetune", type=int, nargs="*", default=[20], help="fine-tune steps to try per child")
+    parser.add_argument(
+        "--scratch", type=int, nargs="*", default=[], help="training steps of a scratch evaluator to try per child"
+    )
     parser.add_argument("--no-record", action="store_true", help="print only; do not write BENCHMARKS.md")
     args = parser.parse_args()
     preset = load_env_preset(args.env, ["latency.source=flops", *args.set])  # latency plays no part here
@@ -109,8 +113,7 @@ def main() -> None:
         raise SystemExit("fewer than 2 trained children with this budget: run bench/end_to_end.py first")
     archs = sorted(children)
     truth = [children[a]["test_accuracy"] for a in archs]
-    path = args.supernet or default_supernet(preset)
-    supernet = load_supernet(path, space)[0]
+    path, supernet = trained_supernet(preset, data, args.supernet)
     weights, saved = weights_digest(supernet), json.loads(SCORES.read_text()) if SCORES.is_file() else {}
 
     scores: dict[str, list[float]] = {}
@@ -119,7 +122,15 @@ def main() -> None:
         tuned = dataclasses.replace(preset, supernet=dataclasses.replace(preset.supernet, finetune_steps=n))
         evaluator = SupernetEvaluator(tuned, supernet, data=data)
         name = "inherited" if n == 0 else f"finetune {n}"
-        results = [evaluated(evaluator, space.parse(a), weights, saved) for a in archs]
+        results = [evaluated(evaluator, space.parse(a), [weights, n], saved) for a in archs]
+        scores[name] = [r[0] for r in results]
+        seconds[name] = sum(r[1] for r in results) / len(archs)
+        print(f"{name}: tau {kendalltau(scores[name], truth).statistic:.3f}, {seconds[name]:.2f} s per child")
+    for n in args.scratch:
+        train = dataclasses.replace(preset.train, steps=n, finetune_steps=n // 4)
+        evaluator = ScratchEvaluator(dataclasses.replace(preset, train=train), data=data)
+        name = f"scratch {n} + {n // 4}"
+        results = [evaluated(evaluator, space.parse(a), ["scratch", n, n // 4], saved) for a in archs]
         scores[name] = [r[0] for r in results]
         seconds[name] = sum(r[1] for r in results) / len(archs)
         print(f"{name}: tau {kendalltau(scores[name], truth).statistic:.3f}, {seconds[name]:.2f} s per child")
