@@ -190,6 +190,10 @@ class SearchSpace:
         """The architecture with the same operator and keep-ratio at every layer."""
         return Arch((op,) * self.num_layers, (keep,) * self.num_layers)
 
+    def uniform_members(self) -> list[Arch]:
+        """Every architecture with one operator and one keep-ratio at all layers."""
+        return [self.uniform(op, keep) for op in self.operators for keep in self.keep_ratios]
+
     def declaration(self) -> dict:
         """Everything that defines the space, as plain data (stored beside policies and runs)."""
         return {
