@@ -164,6 +164,11 @@ def export_child(
 
 def _checked_init(preset: EnvPreset, init: Init | None, run_dir: Path) -> Init:
     """The init to train from: ``init`` if the run allows it, else :data:`DEFAULT_INIT`; refuses a tabular run."""
+    if preset.model is not None:
+        raise ExportError(
+            f"{run_dir} pruned a trained model: export its plan with rlnas.export_pruned.export_pruned "
+            "(`rlnas export` chooses it)"
+        )
     if preset.evaluator == "tabular":
         raise ExportError(
             f"{run_dir} used the tabular evaluator (every child's metrics were looked up in a benchmark table; "

@@ -77,17 +77,36 @@ class PruneEvaluator:
         with seeded(seed):
             return self._evaluate(plan, seed)
 
+    def finetuned(self, plan: KeepPlan, steps: int, progress: str | None = None) -> tuple[nn.Module, dict]:
+        """The plan's pruned model after BatchNorm recalibration and ``steps`` of fine-tuning (as a search step
+        does, seeded as it is, for longer), and its pruning plan. Raises
+        :class:`~rlnas.training.trainer.TrainingDiverged`."""
+        seed = child_seed(self.preset.seed, plan)
+        with seeded(seed):
+            model, kept = self.prune(plan)
+            self._recalibrate(model, seed)
+            self._finetune(model, steps, seed, progress)
+        return model, kept
+
+    def _recalibrate(self, model: nn.Module, seed: int) -> None:
+        train = self.preset.train
+        recalibrate_bn(model, self.data.train, batches=train.recalibration_batches, batch_size=train.batch_size,
+                       device=self.device, seed=seed)  # fmt: skip
+
+    def _finetune(self, model: nn.Module, steps: int, seed: int, progress: str | None = None) -> None:
+        train = self.preset.train
+        fit(model, self.data.train, steps=steps, batch_size=train.batch_size, lr=train.finetune_lr,
+            weight_decay=train.weight_decay, optimizer=train.optimizer, device=self.device, seed=seed + 1,
+            progress=progress)  # fmt: skip
+
     def _evaluate(self, plan: KeepPlan, seed: int) -> EvalResult:
         train = self.preset.train
         clock = time.perf_counter()
         model, _ = self.prune(plan)
-        recalibrate_bn(model, self.data.train, batches=train.recalibration_batches, batch_size=train.batch_size,
-                       device=self.device, seed=seed)  # fmt: skip
+        self._recalibrate(model, seed)
         prune_s, clock = time.perf_counter() - clock, time.perf_counter()
         try:
-            fit(model, self.data.train, steps=train.finetune_steps, batch_size=train.batch_size,
-                lr=train.finetune_lr, weight_decay=train.weight_decay, optimizer=train.optimizer,
-                device=self.device, seed=seed + 1)  # fmt: skip
+            self._finetune(model, train.finetune_steps, seed)
         except TrainingDiverged as err:
             return EvalResult(str(plan), "diverged", 0.0, 0.0, 0, 0, self.params_unpruned, reason=str(err))
         return measured_result(
