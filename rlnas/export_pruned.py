@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,23 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-import rlnas
 from rlnas.budget import run_budget
 from rlnas.config import EnvPreset, load_env_preset
 from rlnas.envs.prune_evaluator import PruneEvaluator
-from rlnas.export import VERIFY_BATCH, ExportError, ExportResult, _compare, _compare_onnx, _missing, _select, _slug
+from rlnas.export import (
+    VERIFY_BATCH,
+    ExportError,
+    ExportResult,
+    _compare,
+    _compare_onnx,
+    _missing,
+    _select,
+    _slug,
+    deployment,
+    report_rows,
+    write_report,
+)
 from rlnas.latency import count_flops, count_params, measure_latency
-from rlnas.latency.device import device_name
 from rlnas.pruning.foreign.engine import load_pruned
 from rlnas.pruning.foreign.models import build_named_model
 from rlnas.search import read_run_config
@@ -103,30 +112,11 @@ def export_pruned(
         "params": count_params(model),
         "params_unpruned": evaluator.params_unpruned,
         "model": preset.model.name,
-        "device": {
-            "train": str(device),
-            "latency": preset.latency.device,
-            "latency_device_name": device_name(preset.latency.device),
-            "latency_threads": preset.latency.threads,
-            "latency_batch_size": preset.latency.batch_size,
-        },
-        "input": {
-            "shape": list(evaluator.input_shape),
-            "data": preset.data.name,
-            "normalize_mean": list(data.mean),
-            "normalize_std": list(data.std),
-        },
         "env_preset": preset.name,
         "space_fingerprint": space.fingerprint,
-        "verification": checks,
-        "versions": {"rlnas": rlnas.__version__, "torch": torch.__version__, "python": platform.python_version()},
-        "files": sorted(p.name for p in folder.iterdir() if p.name not in ("report.json", "report.md")),
+        **deployment(preset, device, evaluator.input_shape, data, checks, folder),
     }
-    (folder / "report.json").write_text(json.dumps(report, indent=2))
-    (folder / "report.md").write_text(_markdown(report))
-    failed = [name for name, check in checks.items() if check["status"] == "mismatch"]
-    if failed:
-        raise ExportError(f"{', '.join(failed)} output differs from the eager model on a test batch: see {folder}")
+    write_report(folder, report, _markdown(report))
     say(f"exported to {folder}: test accuracy {test_acc:.4f}, latency {latency_ms:.3f} ms")
     return ExportResult(folder, report)
 
@@ -170,29 +160,14 @@ def write_pruned(
 
 
 def _markdown(r: dict[str, Any]) -> str:
-    dev, src = r["device"], r["source"]
+    src = r["source"]
     lines = [
         f"# Export of `{r['model']}` pruned to `{r['arch']}`",
         "",
         f"Source: {src['selected']} ({r['env_preset']} preset, space {r['space_fingerprint']}).",
         f"Training: {r['training']}.",
         "",
-        "| metric | value |",
-        "|---|---|",
-        f"| test accuracy | {r['test_accuracy']:.4f} |",
-        f"| validation accuracy | {r['val_accuracy']:.4f} |",
-        f"| latency | {r['latency_ms']:.3f} ms ({dev['latency']}: {dev['latency_device_name']}, "
-        f"{dev['latency_threads']} thread(s), batch {dev['latency_batch_size']}) |",
-        f"| FLOPs | {r['flops'] / 1e6:.3f} M (unpruned {r['flops_unpruned'] / 1e6:.3f} M) |",
-        f"| parameters | {r['params']} (unpruned {r['params_unpruned']}) |",
-        "",
-        "| format | check on a test batch |",
-        "|---|---|",
-    ]
-    for name, check in r["verification"].items():
-        detail = f"max abs diff {check['max_abs_diff']:.2e}" if "max_abs_diff" in check else check["reason"]
-        lines.append(f"| {name} | {check['status']} ({detail}) |")
-    lines += [
+        *report_rows(r),
         "",
         "```python",
         "import json, torch, rlnas",

@@ -9,15 +9,13 @@ controller loads without it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from rlnas.errors import ConfigError
+from rlnas.space.space import check_format, fingerprint_of
 
 GROUP_SPACE_FORMAT_VERSION = 1
 KIND = "groups"
@@ -149,19 +147,14 @@ class GroupSpace:
     @classmethod
     def from_declaration(cls, data: dict) -> GroupSpace:
         """Rebuild a space from :meth:`declaration` output."""
-        if data.get("format_version") != GROUP_SPACE_FORMAT_VERSION:
-            raise ConfigError(
-                f"group-space format version {data.get('format_version')!r} is not supported "
-                f"(this rlnas reads version {GROUP_SPACE_FORMAT_VERSION})"
-            )
+        check_format(data, GROUP_SPACE_FORMAT_VERSION, "group-space")
         groups = [Group(**{**g, "layers": tuple(g.get("layers", ()))}) for g in data["groups"]]
         return cls(groups, data["keep_ratios"], data["round_to"], data["model"])
 
     @property
     def fingerprint(self) -> str:
         """A stable hash of the declaration: equal spaces have equal fingerprints across runs and machines."""
-        canonical = json.dumps(self.declaration(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return fingerprint_of(self.declaration())
 
     def __repr__(self) -> str:
         return (
