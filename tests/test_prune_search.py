@@ -98,3 +98,21 @@ def test_a_controller_of_other_weights_is_refused(ppo_run, prune_dict, fast_agen
     other = load_env_preset({**prune_dict, "seed": 1})  # another initialisation: other weights, another space
     with pytest.raises(ValueError, match="trained for search space"):
         run_search(other, fast_agent, evaluations=2, runs_dir=tmp_path, progress_bar=False, init_policy=ppo_run)
+
+
+def test_group_space_round_trips_through_its_declaration():
+    from rlnas.space import space_from_declaration
+    from rlnas.space.groups import Group
+
+    groups = [Group("conv1", 16, 1, "Conv2d", 3, 1, ("conv1",)), Group("dw", 8, 8, "Conv2d/dw", 3, 2)]
+    space = GroupSpace(groups, (0.5, 1.0), 8, "tiny@abc")
+    again = space_from_declaration(json.loads(json.dumps(space.declaration())))
+    assert isinstance(again, GroupSpace) and again.groups == space.groups and again.fingerprint == space.fingerprint
+    assert GroupSpace(groups, (0.5, 1.0), 8, "tiny@other").fingerprint != space.fingerprint  # other weights
+    plan = space.parse("keep:0.5,1")
+    assert str(plan) == "keep:0.5,1" and space.encode(plan).tolist() == [0, 1] and space.decode([0, 1]) == plan
+    assert [str(p) for p in space.uniform_members()] == ["keep:0.5,0.5", "keep:1,1"]
+    with pytest.raises(ValueError, match=r"group 'dw': keep-ratio 0\.25"):
+        space.parse("keep:1,0.25")
+    with pytest.raises(ValueError, match="expected 'keep:'"):
+        space.parse("conv3x3@1.0|skip@0.5")
