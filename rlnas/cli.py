@@ -99,13 +99,26 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from rlnas.export import ExportError, export_child
+    from rlnas.export_pruned import export_pruned
+    from rlnas.search import read_run_config
     from rlnas.training.trainer import TrainingDiverged
 
     try:
-        result = export_child(
-            args.run, args.arch, init=args.init, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
-            device=args.device, out=args.out, onnx=not args.no_onnx, progress=not args.no_progress,
-        )  # fmt: skip
+        if read_run_config(args.run)["env"].get("model") is None:
+            result = export_child(
+                args.run, args.arch, init=args.init, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
+                device=args.device, out=args.out, onnx=not args.no_onnx, progress=not args.no_progress,
+            )  # fmt: skip
+        elif args.init or args.epochs is not None:
+            raise ValueError(
+                f"{args.run} pruned a trained model: --init and --epochs train searched architectures; its plan is "
+                "fine-tuned (--finetune-epochs)"
+            )
+        else:
+            result = export_pruned(
+                args.run, args.arch, finetune_epochs=args.finetune_epochs, device=args.device, out=args.out,
+                onnx=not args.no_onnx, progress=not args.no_progress,
+            )  # fmt: skip
     except (ExportError, TrainingDiverged) as err:
         print(f"rlnas export: error: {err}", file=sys.stderr)
         return 2
@@ -271,9 +284,11 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", default="cpu", help="where --evaluate trains (default: %(default)s)")
     sample.set_defaults(func=_sample)
 
-    export = sub.add_parser("export", help="train the best child fully, prune, test and export it (TorchScript, ONNX)")
+    export = sub.add_parser(
+        "export", help="train the best child fully (a pruning run: fine-tune its plan), test and export it"
+    )
     export.add_argument("--run", type=Path, required=True, help="a run folder written by `rlnas search`")
-    export.add_argument("--arch", help="the architecture to export (default: the run's best child)")
+    export.add_argument("--arch", help="the architecture (or keep:... plan) to export (default: the run's best)")
     export.add_argument(
         "--epochs", type=int, help="training epochs at full width (default: 2, or the search's train.steps if more)"
     )

@@ -36,7 +36,7 @@ from rlnas.pruning import build_model
 from rlnas.search import read_run_config
 from rlnas.space import ChildNet
 from rlnas.store import EvaluationStore
-from rlnas.training.data import load_data
+from rlnas.training.data import DataSplits, load_data
 from rlnas.training.supernet import Supernet, load_supernet
 from rlnas.training.trainer import accuracy
 
@@ -133,30 +133,11 @@ def export_child(
         "flops": count_flops(model, space.input_shape),
         "params": count_params(model),
         "params_unpruned": trained.params_unpruned,
-        "device": {
-            "train": str(device),
-            "latency": preset.latency.device,
-            "latency_device_name": device_name(preset.latency.device),
-            "latency_threads": preset.latency.threads,
-            "latency_batch_size": preset.latency.batch_size,
-        },
-        "input": {
-            "shape": list(space.input_shape),
-            "data": preset.data.name,
-            "normalize_mean": list(data.mean),
-            "normalize_std": list(data.std),
-        },
         "env_preset": preset.name,
         "space_fingerprint": space.fingerprint,
-        "verification": checks,
-        "versions": {"rlnas": rlnas.__version__, "torch": torch.__version__, "python": platform.python_version()},
-        "files": sorted(p.name for p in folder.iterdir() if p.name not in ("report.json", "report.md")),
+        **deployment(preset, device, space.input_shape, data, checks, folder),
     }
-    (folder / "report.json").write_text(json.dumps(report, indent=2))
-    (folder / "report.md").write_text(_markdown(report))
-    failed = [name for name, check in checks.items() if check["status"] == "mismatch"]
-    if failed:
-        raise ExportError(f"{', '.join(failed)} output differs from the eager model on a test batch: see {folder}")
+    write_report(folder, report, _markdown(report))
     how = "from scratch" if init == "scratch" else "fine-tuned from the supernet's weights"
     say(f"exported to {folder} (trained {how}): test accuracy {test_acc:.4f}, latency {latency_ms:.3f} ms")
     return ExportResult(folder, report)
@@ -164,6 +145,11 @@ def export_child(
 
 def _checked_init(preset: EnvPreset, init: Init | None, run_dir: Path) -> Init:
     """The init to train from: ``init`` if the run allows it, else :data:`DEFAULT_INIT`; refuses a tabular run."""
+    if preset.model is not None:
+        raise ExportError(
+            f"{run_dir} pruned a trained model: export its plan with rlnas.export_pruned.export_pruned "
+            "(`rlnas export` chooses it)"
+        )
     if preset.evaluator == "tabular":
         raise ExportError(
             f"{run_dir} used the tabular evaluator (every child's metrics were looked up in a benchmark table; "
@@ -287,24 +273,52 @@ def _verdict(actual: Tensor, expected: Tensor) -> dict[str, Any]:
     return {"status": "match" if close else "mismatch", "max_abs_diff": diff, "batch": len(expected)}
 
 
-def _markdown(r: dict[str, Any]) -> str:
-    dev, src = r["device"], r["source"]
-    searched = "."
-    if "search_reward" in src:
-        searched = f"; search reward {src['search_reward']:.4f}, search val. accuracy {src['search_val_accuracy']:.4f}."
+def deployment(
+    preset: EnvPreset, device: str, input_shape: tuple[int, ...], data: DataSplits, checks: dict, folder: Path
+) -> dict[str, Any]:
+    """The sections every export report has: where it was trained and timed, its input, each format's check,
+    the versions and the files written."""
+    return {
+        "device": {
+            "train": str(device),
+            "latency": preset.latency.device,
+            "latency_device_name": device_name(preset.latency.device),
+            "latency_threads": preset.latency.threads,
+            "latency_batch_size": preset.latency.batch_size,
+        },
+        "input": {
+            "shape": list(input_shape),
+            "data": preset.data.name,
+            "normalize_mean": list(data.mean),
+            "normalize_std": list(data.std),
+        },
+        "verification": checks,
+        "versions": {"rlnas": rlnas.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        "files": sorted(p.name for p in folder.iterdir() if p.name not in ("report.json", "report.md")),
+    }
+
+
+def write_report(folder: Path, report: dict[str, Any], markdown: str) -> None:
+    """Write ``report.json`` and ``report.md``; raise :class:`ExportError` if a format did not match."""
+    (folder / "report.json").write_text(json.dumps(report, indent=2))
+    (folder / "report.md").write_text(markdown)
+    failed = [name for name, check in report["verification"].items() if check["status"] == "mismatch"]
+    if failed:
+        raise ExportError(f"{', '.join(failed)} output differs from the eager model on a test batch: see {folder}")
+
+
+def report_rows(r: dict[str, Any]) -> list[str]:
+    """A report's metric table, its format-check table and its input, as Markdown lines."""
+    dev, inp = r["device"], r["input"]
+    unpruned = f" (unpruned {r['flops_unpruned'] / 1e6:.3f} M)" if "flops_unpruned" in r else ""
     lines = [
-        f"# Export of `{r['arch']}`",
-        "",
-        f"Source: {src['selected']} ({r['env_preset']} preset, space {r['space_fingerprint']}){searched}",
-        f"Training: {r['training']}.",
-        "",
         "| metric | value |",
         "|---|---|",
         f"| test accuracy | {r['test_accuracy']:.4f} |",
         f"| validation accuracy | {r['val_accuracy']:.4f} |",
         f"| latency | {r['latency_ms']:.3f} ms ({dev['latency']}: {dev['latency_device_name']}, "
         f"{dev['latency_threads']} thread(s), batch {dev['latency_batch_size']}) |",
-        f"| FLOPs | {r['flops'] / 1e6:.3f} M |",
+        f"| FLOPs | {r['flops'] / 1e6:.3f} M{unpruned} |",
         f"| parameters | {r['params']} (unpruned {r['params_unpruned']}) |",
         f"| trained on | {dev['train']} |",
         "",
@@ -314,11 +328,26 @@ def _markdown(r: dict[str, Any]) -> str:
     for name, check in r["verification"].items():
         detail = f"max abs diff {check['max_abs_diff']:.2e}" if "max_abs_diff" in check else check["reason"]
         lines.append(f"| {name} | {check['status']} ({detail}) |")
-    inp = r["input"]
-    lines += [
+    return [
+        *lines,
         "",
         f"Input: {inp['shape']} ({inp['data']}), normalised per channel with mean {inp['normalize_mean']} and "
         f"std {inp['normalize_std']} of the raw training images as rlnas reads them.",
+    ]
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    src = r["source"]
+    searched = "."
+    if "search_reward" in src:
+        searched = f"; search reward {src['search_reward']:.4f}, search val. accuracy {src['search_val_accuracy']:.4f}."
+    lines = [
+        f"# Export of `{r['arch']}`",
+        "",
+        f"Source: {src['selected']} ({r['env_preset']} preset, space {r['space_fingerprint']}){searched}",
+        f"Training: {r['training']}.",
+        "",
+        *report_rows(r),
         "",
         "```python",
         "import torch, rlnas",

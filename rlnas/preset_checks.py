@@ -41,6 +41,8 @@ def validate_env(p: EnvPreset) -> None:
     if p.model is not None:
         check(p.space is None, "space", "...", "no space section with a model section (the model's groups are pruned)")
         validate_model(p.model, p.latency.source)
+        allowed = "scratch (the default) with a model section: every plan is pruned from the trained model"
+        check(p.evaluator == "scratch", "evaluator", p.evaluator, allowed)
     else:
         if p.space is None:
             raise ConfigError("missing required key space (or give a model section: a model to prune)")

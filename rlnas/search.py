@@ -44,9 +44,10 @@ from rlnas.config import (
     read_yaml,
     to_dict,
 )
-from rlnas.envs.child_net import ChildNetEnv, checked_target
+from rlnas.envs.child_net import checked_target
 from rlnas.envs.evaluator_factory import make_evaluator
 from rlnas.envs.evaluators import Evaluator, checked_device, space_for
+from rlnas.envs.make import make_env as preset_env
 from rlnas.envs.supernet_evaluator import supernet_for_run
 from rlnas.run_folder import (
     CONFIG_FILE,
@@ -60,7 +61,7 @@ from rlnas.run_folder import (
 )
 from rlnas.run_lock import run_lock
 from rlnas.run_settings import RunSettings
-from rlnas.space import SearchSpace
+from rlnas.space import Space
 from rlnas.store import EvaluationStore
 from rlnas.summary import write_summary
 
@@ -122,7 +123,7 @@ def run_search(
         threads = max(1, (os.cpu_count() or 1) // n_envs)
         env_preset = dataclasses.replace(env_preset, train=dataclasses.replace(env_preset.train, threads=threads))
     seed = agent_preset.seed if seed is None else seed
-    space = evaluator.space if evaluator is not None else space_for(env_preset)
+    space, evaluator = _prepared(env_preset, evaluator, device)
     if target_latency_ms is not None:
         checked_target(env_preset, target_latency_ms)
     if supernet is not None and env_preset.evaluator != "supernet":
@@ -204,7 +205,7 @@ def _resume(
     run_dir: Path, resolved: dict, settings: RunSettings, progress_bar: bool, evaluator: Evaluator | None
 ) -> SearchResult:
     env_preset, agent_preset = load_env_preset(resolved["env"]), load_agent_preset(resolved["agent"])
-    space = evaluator.space if evaluator is not None else space_for(env_preset)
+    space, evaluator = _prepared(env_preset, evaluator, settings.device)
     if space.fingerprint != settings.space_fingerprint:
         raise ConfigError(
             f"{run_dir} searched space {settings.space_fingerprint}, but its preset now makes space "
@@ -244,7 +245,7 @@ def _run(
     env_preset: EnvPreset,
     agent_preset: AgentPreset,
     settings: RunSettings,
-    space: SearchSpace,
+    space: Space,
     evaluator: Evaluator | None,
     progress_bar: bool,
     resume: bool,
@@ -267,7 +268,7 @@ def _run(
     )  # fmt: skip
     budget = run_budget(env_preset.reward, settings.target_latency_ms)
     views = {"operators": space.operators, "plot_every": settings.plot_every, "progress_bar": progress_bar}
-    views["budget"] = budget
+    views |= {"budget": budget, "parse": space.parse}
     context = SearchContext(make_env, env_preset, settings, space, store, logger, views, run_dir, resume)
     started = time.time()
     try:
@@ -299,8 +300,16 @@ def _make_env(
 ) -> Monitor:
     """One environment of the search (built in a subprocess with ``n_envs`` > 1)."""
     evaluator = evaluator if evaluator is not None else make_evaluator(preset, device, supernet)
-    env = ChildNetEnv(preset, device=device, evaluator=evaluator, **kwargs)
+    env = preset_env(preset, device=device, evaluator=evaluator, **kwargs)
     return Monitor(SequentialDesign(env) if sequential else env)
+
+
+def _prepared(preset: EnvPreset, evaluator: Evaluator | None, device: str) -> tuple[Space, Evaluator | None]:
+    """The run's space, and its evaluator: ``evaluator`` as given, or for a preset that prunes a model the one
+    built here, once (the trained model is shared by every environment, copied into subprocesses)."""
+    if evaluator is None and preset.model is not None:
+        evaluator = make_evaluator(preset, device)
+    return (evaluator.space if evaluator is not None else space_for(preset)), evaluator
 
 
 def _check_parallel(n_envs: int, agent: AgentPreset, evaluator: Evaluator | None) -> None:

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from rlnas.config import EnvPreset, SpaceConfig, StageConfig, load_env_preset
 from rlnas.envs.evaluators import EvalResult, space_for
 from rlnas.latency import count_flops, count_params
+from rlnas.presets import resolve_preset
 from rlnas.pruning import build_model, prune_child
 from rlnas.space import Arch, SearchSpace
 from rlnas.space.ops import OPERATORS
@@ -163,3 +165,22 @@ def synthetic_table_preset(tmp_path_factory) -> EnvPreset:
             "reward": {"kind": "accuracy"},
         }
     )
+
+
+@pytest.fixture(scope="session")
+def prune_dict() -> dict:
+    """The digits preset with a model section (tests/tiny_models.py) instead of a search space."""
+    data = yaml.safe_load(resolve_preset("digits", "envs").read_text())
+    del data["space"], data["evaluator"]
+    data["name"] = "prune_digits"
+    data["model"] = {"name": "tiny_models:tiny_net", "keep_ratios": [0.25, 0.5, 1.0]}
+    data["train"] |= {"finetune_steps": 5, "recalibration_batches": 2}
+    data["latency"] |= {"warmup": 1, "repeats": 3, "source": "measured"}
+    data["reward"] = {"kind": "budget", "cost": "flops", "target_mflops": 0.3}
+    return data
+
+
+@pytest.fixture(scope="session")
+def prune_preset(prune_dict) -> EnvPreset:
+    """:func:`prune_dict` loaded."""
+    return load_env_preset(prune_dict)

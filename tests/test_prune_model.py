@@ -29,24 +29,6 @@ from rlnas.pruning.foreign.weights import pretrained_path, trained_model
 
 
 @pytest.fixture(scope="module")
-def prune_dict() -> dict:
-    """The digits preset with a model section (tests/tiny_models.py) instead of a search space."""
-    data = yaml.safe_load(resolve_preset("digits", "envs").read_text())
-    del data["space"], data["evaluator"]
-    data["name"] = "prune_digits"
-    data["model"] = {"name": "tiny_models:tiny_net", "keep_ratios": [0.25, 0.5, 1.0]}
-    data["train"] |= {"finetune_steps": 5, "recalibration_batches": 2}
-    data["latency"] |= {"warmup": 1, "repeats": 3, "source": "measured"}
-    data["reward"] = {"kind": "budget", "cost": "flops", "target_mflops": 0.3}
-    return data
-
-
-@pytest.fixture(scope="module")
-def prune_preset(prune_dict):
-    return load_env_preset(prune_dict)
-
-
-@pytest.fixture(scope="module")
 def evaluator(prune_preset) -> PruneEvaluator:
     return PruneEvaluator(prune_preset)
 

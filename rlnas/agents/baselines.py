@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlnas.config import EvolutionPreset, RandomPreset, UniformPreset
-from rlnas.space import SearchSpace
+from rlnas.space import Space
 
 
 class Strategy(Protocol):
@@ -82,11 +82,11 @@ class RegularizedEvolution:
 
 
 class UniformMembers:
-    """Every architecture with one operator and one keep-ratio at all layers, each once."""
+    """Every architecture with one operator and one keep-ratio at all layers (every plan keeping one ratio in all
+    groups), each once."""
 
-    def __init__(self, space: SearchSpace) -> None:
-        members = [space.uniform(op, keep) for op in space.operators for keep in space.keep_ratios]
-        self._queue = deque(space.encode(arch) for arch in members)
+    def __init__(self, space: Space) -> None:
+        self._queue = deque(space.encode(member) for member in space.uniform_members())
 
     def ask(self) -> np.ndarray | None:
         return self._queue.popleft() if self._queue else None
@@ -95,7 +95,7 @@ class UniformMembers:
         pass
 
 
-def make_strategy(agent: EvolutionPreset | RandomPreset | UniformPreset, space: SearchSpace, seed: int) -> Strategy:
+def make_strategy(agent: EvolutionPreset | RandomPreset | UniformPreset, space: Space, seed: int) -> Strategy:
     """The baseline an agent preset describes, over ``space``'s actions."""
     if isinstance(agent, EvolutionPreset):
         return RegularizedEvolution(space.nvec, agent.population_size, agent.sample_size, seed)

@@ -3,14 +3,15 @@
 Besides the per-child scalars, every ``plot_every`` evaluations (and at the end) TensorBoard gets the
 accuracy-latency scatter with the Pareto front and the budget (``search/pareto``), the top-5 architectures as a
 table (``search/top5``: the most accurate within the budget, or the best rewards without one) and per-layer
-histograms of the chosen operators and keep-ratios (``arch/layer_<i>/*``).
+histograms of the chosen operators and keep-ratios (``arch/layer_<i>/*``; a pruning run's ``layer_<i>`` is its
+i-th group).
 :func:`log_hparams` adds the run's settings with its final best reward (the HParams tab).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 from rlnas.agents.dyna import VirtualRollouts
 from rlnas.budget import Budget, best_children
 from rlnas.report import markdown_table, plot_pareto
-from rlnas.space.space import Arch
+from rlnas.space import Arch, KeepPlan
 
 CHILD_SCALARS = {
     "child/accuracy": "accuracy",
@@ -47,10 +48,10 @@ class ChildLogger:
     A tqdm bar shows the distinct children evaluated out of ``max_evaluations``. Every ``plot_every``
     evaluations and on :meth:`close`, the Pareto scatter, the top-5 table and the per-layer choice histograms
     (of the children since the last refresh; operators as indices into ``operators``, the space's operator
-    list) are refreshed. ``resumed``: the state of a search that is being continued (counts,
-    best record, the children evaluated so far). With a ``budget``, ``search/best_feasible_accuracy`` is the
-    accuracy of the most accurate child within it and ``search/within_budget_share`` the share of children
-    within it.
+    list) are refreshed; ``parse`` reads an ``info["arch"]`` string (the space's ``parse``). ``resumed``: the
+    state of a search that is being continued (counts, best record, the children evaluated so far). With a
+    ``budget``, ``search/best_feasible_accuracy`` is the accuracy of the most accurate child within it and
+    ``search/within_budget_share`` the share of children within it.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class ChildLogger:
         progress_bar: bool = True,
         *,
         operators: Sequence[str] = (),
+        parse: Callable[[str], Arch | KeepPlan] = Arch.parse,
         plot_every: int = PLOT_EVERY,
         resumed: dict | None = None,
         budget: Budget | None = None,
@@ -69,10 +71,11 @@ class ChildLogger:
         resumed = resumed or {}
         self.logger = logger
         self.operators = tuple(operators)
+        self.parse = parse
         self.plot_every = plot_every
         self.budget = budget
         self.children: list[dict[str, Any]] = [{k: c[k] for k in _KEPT} for c in resumed.get("children", [])]
-        self._window: list[Arch] = []  # the architectures since the last refresh, for the histograms
+        self._window: list[Arch | KeepPlan] = []  # the architectures since the last refresh, for the histograms
         self.steps = resumed.get("steps", 0)
         self.evaluations = len(self.children)
         self.cache_hits = resumed.get("cache_hits", 0)
@@ -132,7 +135,7 @@ class ChildLogger:
             self.diverged += 1
             self.logger.record("child/reward", info["reward"])
         self.children.append({k: info[k] for k in _KEPT})
-        self._window.append(Arch.parse(info["arch"]))
+        self._window.append(self.parse(info["arch"]))
 
     def close(self) -> None:
         """Write cache hits not yet dumped; refresh the plot, table and histograms if children came since the last
@@ -152,7 +155,7 @@ class ChildLogger:
         if any(c["status"] == "ok" for c in self.children):
             figure = plot_pareto(self.children, title=f"{self.evaluations} evaluations", budget=self.budget)
             views["search/pareto"] = Figure(figure, close=True)
-        for i in range(len(self._window[0].ops) if self._window else 0):
+        for i in range(len(self._window[0].keeps) if self._window else 0):
             if self.operators:
                 views[f"arch/layer_{i}/operator"] = np.array([self.operators.index(a.ops[i]) for a in self._window])
             views[f"arch/layer_{i}/keep_ratio"] = np.array([a.keeps[i] for a in self._window])

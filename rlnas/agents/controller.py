@@ -36,7 +36,7 @@ from rlnas.agents.sequential import SequentialLayout
 from rlnas.config import ConfigError, EnvPreset, to_dict
 from rlnas.envs.child_net import OBSERVATION_LAYOUT, target_observation
 from rlnas.presets import resolve_trained, trained_controllers
-from rlnas.space import Arch, SearchSpace
+from rlnas.space import Arch, KeepPlan, Space, space_from_declaration
 
 MAX_EXPANSIONS = 20_000
 """Prefixes the sequential top-k search may expand before it continues as a beam search of width k."""
@@ -46,7 +46,7 @@ MAX_EXPANSIONS = 20_000
 class Proposal:
     """An architecture the controller proposes and its log-probability under the policy."""
 
-    arch: Arch
+    arch: Arch | KeepPlan
     log_prob: float
 
 
@@ -59,7 +59,7 @@ class Controller:
     def __init__(
         self,
         policy: ActorCriticPolicy,
-        space: SearchSpace,
+        space: Space,
         reference_ms: float | None,
         meta: dict | None = None,
         factorisation: str = "joint",
@@ -121,7 +121,7 @@ class Controller:
         folded = [self.layout.fold(len(p), row[0]) for p, row in zip(prefixes, rows, strict=True)]
         return [np.log(np.clip(f, 1e-300, None)) for f in folded]
 
-    def check_space(self, space: SearchSpace) -> None:
+    def check_space(self, space: Space) -> None:
         """Raise if ``space`` is not the space this controller was trained for."""
         if space.fingerprint != self.space.fingerprint:
             raise ConfigError(
@@ -151,7 +151,7 @@ class Controller:
         return directory
 
 
-def load_controller(path: str | Path, space: SearchSpace | None = None) -> Controller:
+def load_controller(path: str | Path, space: Space | None = None) -> Controller:
     """Load a controller from a run folder, its ``policy/`` folder, a file in it, or the bare name of a shipped
     one (``agents/trained/<name>``, e.g. ``nas_bench_macro__ppo``). Reads data only: no file is unpickled.
 
@@ -167,7 +167,7 @@ def load_controller(path: str | Path, space: SearchSpace | None = None) -> Contr
         )
     meta = _read_meta(folder / META_FILE)
     try:
-        stored_space = SearchSpace.from_declaration(meta["space"])
+        stored_space = space_from_declaration(meta["space"])
         fingerprint, reference_ms = meta["fingerprint"], meta["observation"]["reference_ms"]
     except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(

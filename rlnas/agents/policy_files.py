@@ -23,7 +23,7 @@ from rlnas.agents.policy import BatchedMlpPolicy
 from rlnas.agents.sequential import SequentialLayout
 from rlnas.config import ConfigError
 from rlnas.envs.child_net import child_spaces
-from rlnas.space import SearchSpace
+from rlnas.space import Space
 
 CONTROLLER_FORMAT_VERSION = 2
 """1: ``policy.zip`` only (convert with :func:`convert_controller`); 2: ``policy.safetensors`` + declaration."""
@@ -33,7 +33,7 @@ SB3_FILE = "policy.zip"
 POLICY_CLASS = "rlnas.agents.policy.BatchedMlpPolicy"
 
 
-def policy_spaces(space: SearchSpace, factorisation: str) -> tuple[spaces.Box, spaces.Space]:
+def policy_spaces(space: Space, factorisation: str) -> tuple[spaces.Box, spaces.Space]:
     """The observation and action spaces a ``factorisation`` policy for ``space`` acts in (as its env has them)."""
     observation, action = child_spaces(space)
     return SequentialLayout(space.nvec).spaces(observation) if factorisation == "sequential" else (observation, action)
@@ -56,7 +56,7 @@ def save_policy(policy: ActorCriticPolicy, directory: Path) -> dict[str, Any]:
     return declaration
 
 
-def load_policy(folder: Path, declaration: Any, space: SearchSpace, factorisation: str) -> BatchedMlpPolicy:
+def load_policy(folder: Path, declaration: Any, space: Space, factorisation: str) -> BatchedMlpPolicy:
     """Rebuild the policy ``declaration`` describes and read its tensors from ``folder`` (no unpickling)."""
     where = folder / META_FILE
     if not isinstance(declaration, dict) or declaration.get("class") != POLICY_CLASS:

@@ -20,7 +20,7 @@ from rlnas.agents.sequential import SequentialLayout
 from rlnas.agents.strategy import SearchContext
 from rlnas.config import ConfigError, PPOPreset
 from rlnas.run_settings import RunSettings
-from rlnas.space import SearchSpace
+from rlnas.space import Space
 from rlnas.store import EvaluationStore
 
 CHECKPOINT_DIR = "checkpoints"
@@ -64,7 +64,7 @@ def search_with_ppo(
     make_env: functools.partial,
     agent: PPOPreset,
     settings: RunSettings,
-    space: SearchSpace,
+    space: Space,
     checkpoint_dir: Path,
     store: EvaluationStore,
     logger: Logger,
@@ -128,7 +128,7 @@ def search_with_ppo(
     return model
 
 
-def _init_from(model: PPO, policy_path: str | Path, space: SearchSpace, agent: PPOPreset) -> None:
+def _init_from(model: PPO, policy_path: str | Path, space: Space, agent: PPOPreset) -> None:
     """Start ``model`` from a trained controller's policy weights (same space, factorisation and policy shape)."""
     trained = load_controller(policy_path, space=space)
     if trained.factorisation != agent.factorisation:

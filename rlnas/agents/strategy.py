@@ -18,7 +18,7 @@ from stable_baselines3.common.logger import Logger
 from rlnas.agents.controller import Controller
 from rlnas.config import EnvPreset
 from rlnas.run_settings import RunSettings
-from rlnas.space import SearchSpace
+from rlnas.space import Space
 from rlnas.store import EvaluationStore
 
 
@@ -31,7 +31,7 @@ class SearchContext:
     make_env: Callable[..., gym.Env]
     env_preset: EnvPreset
     settings: RunSettings
-    space: SearchSpace
+    space: Space
     store: EvaluationStore
     logger: Logger
     views: dict[str, Any]

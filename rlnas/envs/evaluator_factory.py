@@ -1,7 +1,8 @@
 """The evaluator a preset asks for.
 
 The factory sits above the evaluators it chooses between (scratch in :mod:`rlnas.envs.evaluators`,
-:mod:`rlnas.envs.supernet_evaluator`, :mod:`rlnas.envs.tabular`), so they need not import each other.
+:mod:`rlnas.envs.supernet_evaluator`, :mod:`rlnas.envs.tabular`, :mod:`rlnas.envs.prune_evaluator`), so they need
+not import each other.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from rlnas.training.supernet import load_supernet
 
 
 def make_evaluator(preset: EnvPreset, device: str = "cpu", supernet: str | Path | None = None) -> Evaluator:
-    """The evaluator the preset asks for (``scratch`` trains children; ``tabular`` looks them up).
+    """The evaluator the preset asks for (``scratch`` trains children; ``tabular`` looks them up; a preset with a
+    ``model`` section prunes that model, trained once here).
 
     ``supernet`` evaluates children of the supernet saved at ``supernet`` (its space checked), or, without a
     file, of one trained first in memory (``rlnas search`` trains it into the run folder instead).
     """
+    if preset.model is not None:
+        from rlnas.envs.prune_evaluator import PruneEvaluator  # imports Torch-Pruning only when needed
+
+        return PruneEvaluator(preset, device)
     if preset.evaluator == "tabular":
         return TabularEvaluator(preset)
     if preset.evaluator == "supernet":

@@ -95,7 +95,15 @@ def child_seed(base_seed: int, arch: Arch) -> int:
 
 
 def space_for(preset: EnvPreset) -> SearchSpace:
-    """The preset's search space (input shape and classes from its data set, without loading it)."""
+    """The preset's search space (input shape and classes from its data set, without loading it).
+
+    A preset with a ``model`` section has no declared space: its space is its evaluator's (the model's groups).
+    """
+    if preset.model is not None:
+        raise ValueError(
+            f"env preset {preset.name!r} prunes a model: its space comes from the trained model's groups; "
+            "build its evaluator (rlnas.envs.evaluator_factory.make_evaluator) and use evaluator.space"
+        )
     input_shape, num_classes = dataset_shape(preset.data)
     return SearchSpace(preset.space, input_shape, num_classes)
 

@@ -1,20 +1,15 @@
 """Evaluate pruning plans of an existing model: prune a copy, recalibrate BatchNorm, fine-tune, measure.
 
-:class:`GroupSpace` is what :class:`~rlnas.envs.child_net.ChildNetEnv` needs of a space (``nvec``,
-``canonical_action``, ``decode``, ``fingerprint``) for a model's prunable groups; :class:`PruneEvaluator` is
-its evaluator, so the environment, cache and store work exactly as for children rlnas builds.
+Its space is the model's :class:`~rlnas.space.GroupSpace` (a keep-ratio per Torch-Pruning group), so the
+environment, cache and store work exactly as for children rlnas builds.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -22,55 +17,12 @@ from rlnas.config import EnvPreset
 from rlnas.envs.evaluators import EvalResult, checked_device, child_seed, measured_result
 from rlnas.latency import count_flops, count_params
 from rlnas.latency.source import MeasuredLatency
-from rlnas.pruning.foreign.engine import Group, Pruner, kept_count, prune_model
+from rlnas.pruning.foreign.engine import Pruner, prune_model
 from rlnas.pruning.foreign.weights import trained_model, weights_digest
 from rlnas.seeding import seeded
+from rlnas.space.groups import GroupSpace, KeepPlan
 from rlnas.training.data import DataSplits, dataset_shape, load_data
 from rlnas.training.trainer import TrainingDiverged, fit, recalibrate_bn
-
-
-@dataclass(frozen=True)
-class KeepPlan:
-    """A keep-ratio per group (the architecture of a pruning environment); ``str`` is its stable key."""
-
-    keeps: tuple[float, ...]
-
-    def __str__(self) -> str:
-        return "keep:" + ",".join(f"{k:g}" for k in self.keeps)
-
-
-class GroupSpace:
-    """One keep-ratio choice per prunable group: ``MultiDiscrete([len(keep_ratios)] * groups)``."""
-
-    def __init__(self, groups: Sequence[Group], keep_ratios: Sequence[float], round_to: int | None, identity: str):
-        self.groups = list(groups)
-        self.keep_ratios = tuple(keep_ratios)
-        self.round_to = round_to
-        self.nvec = np.full(len(self.groups), len(self.keep_ratios), dtype=np.int64)
-        payload = json.dumps({"model": identity, "groups": [asdict(g) for g in self.groups],
-                              "keep_ratios": self.keep_ratios, "round_to": round_to}, sort_keys=True)  # fmt: skip
-        self.fingerprint = hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-    def counts(self, action: Sequence[int]) -> list[int]:
-        """Channels every group keeps under ``action``."""
-        return [
-            kept_count(g, self.keep_ratios[int(a)], self.round_to) for g, a in zip(self.groups, action, strict=True)
-        ]
-
-    def canonical_action(self, action: Sequence[int]) -> tuple[int, ...]:
-        """The smallest index per group that keeps as many channels (ratios that round alike are one choice)."""
-        action = np.asarray(action, dtype=np.int64)
-        if action.shape != self.nvec.shape or (action < 0).any() or (action >= self.nvec).any():
-            raise ValueError(f"action {action.tolist()} is not in MultiDiscrete({self.nvec.tolist()})")
-        out = []
-        for group, a in zip(self.groups, action, strict=True):
-            counts = [kept_count(group, k, self.round_to) for k in self.keep_ratios]
-            out.append(counts.index(counts[int(a)]))
-        return tuple(out)
-
-    def decode(self, action: Sequence[int]) -> KeepPlan:
-        """The plan an action describes."""
-        return KeepPlan(tuple(self.keep_ratios[int(a)] for a in action))
 
 
 class PruneEvaluator:
@@ -125,17 +77,36 @@ class PruneEvaluator:
         with seeded(seed):
             return self._evaluate(plan, seed)
 
+    def finetuned(self, plan: KeepPlan, steps: int, progress: str | None = None) -> tuple[nn.Module, dict]:
+        """The plan's pruned model after BatchNorm recalibration and ``steps`` of fine-tuning (as a search step
+        does, seeded as it is, for longer), and its pruning plan. Raises
+        :class:`~rlnas.training.trainer.TrainingDiverged`."""
+        seed = child_seed(self.preset.seed, plan)
+        with seeded(seed):
+            model, kept = self.prune(plan)
+            self._recalibrate(model, seed)
+            self._finetune(model, steps, seed, progress)
+        return model, kept
+
+    def _recalibrate(self, model: nn.Module, seed: int) -> None:
+        train = self.preset.train
+        recalibrate_bn(model, self.data.train, batches=train.recalibration_batches, batch_size=train.batch_size,
+                       device=self.device, seed=seed)  # fmt: skip
+
+    def _finetune(self, model: nn.Module, steps: int, seed: int, progress: str | None = None) -> None:
+        train = self.preset.train
+        fit(model, self.data.train, steps=steps, batch_size=train.batch_size, lr=train.finetune_lr,
+            weight_decay=train.weight_decay, optimizer=train.optimizer, device=self.device, seed=seed + 1,
+            progress=progress)  # fmt: skip
+
     def _evaluate(self, plan: KeepPlan, seed: int) -> EvalResult:
         train = self.preset.train
         clock = time.perf_counter()
         model, _ = self.prune(plan)
-        recalibrate_bn(model, self.data.train, batches=train.recalibration_batches, batch_size=train.batch_size,
-                       device=self.device, seed=seed)  # fmt: skip
+        self._recalibrate(model, seed)
         prune_s, clock = time.perf_counter() - clock, time.perf_counter()
         try:
-            fit(model, self.data.train, steps=train.finetune_steps, batch_size=train.batch_size,
-                lr=train.finetune_lr, weight_decay=train.weight_decay, optimizer=train.optimizer,
-                device=self.device, seed=seed + 1)  # fmt: skip
+            self._finetune(model, train.finetune_steps, seed)
         except TrainingDiverged as err:
             return EvalResult(str(plan), "diverged", 0.0, 0.0, 0, 0, self.params_unpruned, reason=str(err))
         return measured_result(

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rlnas.config import EnvPreset
+from rlnas.config import EnvPreset, load_env_preset
 from rlnas.envs.child_net import ChildNetEnv
 from rlnas.envs.evaluators import Evaluator
-from rlnas.envs.prune_evaluator import PruneEvaluator
 
 ENV_ID = "rlnas/PruneModel-v0"
 
@@ -59,13 +58,11 @@ class PruneModelEnv(ChildNetEnv):
     env_id: ClassVar[str] = ENV_ID
 
     def __init__(self, preset: EnvPreset | str | Path, **kwargs: Any) -> None:
+        preset = preset if isinstance(preset, EnvPreset) else load_env_preset(preset)
+        if preset.model is None:
+            raise ValueError(f"env preset {preset.name!r} has no model section; use rlnas/ChildNet-v0 for it")
         super().__init__(preset, **kwargs)
-        if self.preset.model is None:
-            raise ValueError(f"env preset {self.preset.name!r} has no model section; use rlnas/ChildNet-v0 for it")
         check_flops_target(self.preset, self.evaluator)
-
-    def _default_evaluator(self, device: str) -> Evaluator:
-        return PruneEvaluator(self.preset, device)
 
 
 def check_flops_target(preset: EnvPreset, evaluator: Evaluator) -> None:

@@ -190,6 +190,10 @@ class SearchSpace:
         """The architecture with the same operator and keep-ratio at every layer."""
         return Arch((op,) * self.num_layers, (keep,) * self.num_layers)
 
+    def uniform_members(self) -> list[Arch]:
+        """Every architecture with one operator and one keep-ratio at all layers."""
+        return [self.uniform(op, keep) for op in self.operators for keep in self.keep_ratios]
+
     def declaration(self) -> dict:
         """Everything that defines the space, as plain data (stored beside policies and runs)."""
         return {
@@ -206,11 +210,7 @@ class SearchSpace:
     @classmethod
     def from_declaration(cls, data: dict) -> SearchSpace:
         """Rebuild a space from :meth:`declaration` output."""
-        if data.get("format_version") != SPACE_FORMAT_VERSION:
-            raise ConfigError(
-                f"search-space format version {data.get('format_version')!r} is not supported "
-                f"(this rlnas reads version {SPACE_FORMAT_VERSION})"
-            )
+        check_format(data, SPACE_FORMAT_VERSION, "search-space")
         config = SpaceConfig(
             stem_width=data["stem_width"],
             stem_stride=data["stem_stride"],
@@ -223,11 +223,25 @@ class SearchSpace:
     @property
     def fingerprint(self) -> str:
         """A stable hash of the declaration: equal spaces have equal fingerprints across runs and machines."""
-        canonical = json.dumps(self.declaration(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return fingerprint_of(self.declaration())
 
     def __repr__(self) -> str:
         return (
             f"SearchSpace({self.num_layers} layers, {len(self.operators)} operators, "
             f"{len(self.keep_ratios)} keep-ratios, {self.size:.3g} architectures, fingerprint {self.fingerprint})"
         )
+
+
+def check_format(declaration: dict, version: int, what: str) -> None:
+    """Raise :class:`ConfigError` unless a space ``declaration`` has the format ``version`` this rlnas reads."""
+    if declaration.get("format_version") != version:
+        raise ConfigError(
+            f"{what} format version {declaration.get('format_version')!r} is not supported "
+            f"(this rlnas reads version {version})"
+        )
+
+
+def fingerprint_of(declaration: dict) -> str:
+    """A stable 16-hex-digit hash of a space's declaration (key order and whitespace do not matter)."""
+    canonical = json.dumps(declaration, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -11,15 +11,15 @@ unpruned model of the same architecture, so a pruned checkpoint needs only the m
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import Tensor, nn
+
+from rlnas.space.groups import Group, kept_count
 
 PLAN_FORMAT = "rlnas-pruning-plan/1"
 IMPORTANCES: dict[str, Callable[[], Any]] = {
@@ -35,21 +35,6 @@ IMPORTANCES: dict[str, Callable[[], Any]] = {
 
 class PruningError(ValueError):
     """Torch-Pruning cannot prune this model, or a plan does not fit it; the message names the layer."""
-
-
-@dataclass(frozen=True)
-class Group:
-    """A prunable group: its root layer (by name), output channels, channel groups (grouped convolutions keep
-    the same positions in each), the root's kind, kernel and stride, and every convolution or linear layer whose
-    outputs the group prunes (for observations)."""
-
-    name: str
-    channels: int
-    channel_groups: int
-    kind: str
-    kernel: int
-    stride: int
-    layers: tuple[str, ...] = ()
 
 
 class Pruner:
@@ -148,15 +133,6 @@ class Pruner:
                 ) from None
         example = torch.zeros(2, *self.input_shape, device=_device(self.model))
         forward_or_explain(self.model, example, "after pruning")
-
-
-def kept_count(group: Group, keep: float, round_to: int | None = None) -> int:
-    """Channels a group keeps at ``keep``: rounded to a multiple of ``round_to`` (and of its channel groups),
-    at least one unit, at most all."""
-    unit = group.channel_groups * (round_to // math.gcd(round_to, group.channel_groups) if round_to else 1)
-    if unit >= group.channels:
-        return group.channels
-    return min(group.channels, max(unit, round(group.channels * keep / unit) * unit))
 
 
 def prune_model(
