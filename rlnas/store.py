@@ -71,6 +71,8 @@ class EvaluationStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._id = next(_CONNECTIONS)
+        self._file = f":memory:{self._id}" if str(path) == ":memory:" else str(self.path.resolve())
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:

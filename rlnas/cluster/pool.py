@@ -10,6 +10,7 @@ asking for it, so no child is asked for twice and the budget holds.
 from __future__ import annotations
 
 import functools
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -50,7 +51,9 @@ class WorkerPool:
         self.replaced = 0
         """How many lost actors were replaced."""
         self._closed = False
+        self._settled: queue.SimpleQueue = queue.SimpleQueue()  # ended evaluations, from Ray's callback thread
         self.settings = self._started_settings()
+        threading.Thread(target=self._settle_loop, name="rlnas-pool", daemon=True).start()
 
     def _started_settings(self) -> dict[str, Any]:
         try:
@@ -86,10 +89,18 @@ class WorkerPool:
             job, actor = self._queue.popleft(), self._idle.popleft()
             self._running[actor] = job
             ref = actor.evaluate.remote(job.arch)
-            ref.future().add_done_callback(functools.partial(self._settle, actor, job))
+            ref.future().add_done_callback(functools.partial(self._ended, actor, job))
+
+    def _ended(self, actor: Any, job: _Job, done: Future) -> None:
+        self._settled.put((actor, job, done))
+
+    def _settle_loop(self) -> None:
+        """Settle ended evaluations in this pool's own thread (Ray's callback thread must not call Ray)."""
+        while (ended := self._settled.get()) is not None:
+            self._settle(*ended)
 
     def _settle(self, actor: Any, job: _Job, done: Future) -> None:
-        """A child's evaluation ended (Ray calls this from its own thread)."""
+        """A child's evaluation ended: hand over its result, or replace a lost actor and queue the child again."""
         errors = self._ray.exceptions
         failure = None
         try:
@@ -132,6 +143,7 @@ class WorkerPool:
         for job in jobs:
             if not job.future.done():
                 job.future.set_exception(RuntimeError("the search stopped before this child was evaluated"))
+        self._settled.put(None)
         for actor in actors:
             self._ray.kill(actor, no_restart=True)
 
