@@ -61,6 +61,7 @@ def ray_evaluator(
         gpus = settings.gpus_per_child
         device = "cuda" if gpus > 0 else settings.device
         threads = preset.train.threads or 1
+        _check_room(ray.cluster_resources(), settings.workers, threads, gpus)
         actor = ray.remote(ChildWorker).options(num_cpus=threads, num_gpus=gpus)
         pool = WorkerPool(lambda: actor.remote(preset, device, data, net, threads), settings.workers)
         try:
@@ -70,3 +71,15 @@ def ray_evaluator(
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_room(resources: dict[str, float], workers: int, cpus: int, gpus: float) -> None:
+    """A one-line error when the cluster cannot hold ``workers`` actors of ``cpus`` CPUs and ``gpus`` GPUs now
+    (Ray would otherwise wait for them forever)."""
+    for name, each in (("CPU", cpus), ("GPU", gpus)):
+        have = resources.get(name, 0.0)
+        if each and workers * each > have:
+            raise ConfigError(
+                f"--workers {workers} need {workers * each:g} {name}s but the Ray cluster has {have:g}: ask for fewer "
+                "workers, or add nodes (`ray status` shows what it has)"
+            )
