@@ -8,8 +8,6 @@ and asynchronous stepping, failed children) still run.
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import FakeEvaluator
+from conftest import FakeEvaluator, kill_when_stored
 
 from rlnas.agents.baselines import RandomSearch, run_strategy, run_strategy_async
 from rlnas.cli import main
@@ -193,14 +191,7 @@ def test_a_killed_ray_driver_resumes_to_its_planned_evaluations(tmp_path, ray_in
                "--no-progress"]  # fmt: skip
     store_file = tmp_path / "killed" / "evaluations.sqlite"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if store_file.exists() and len(EvaluationStore(store_file)) >= 5:
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, f"the search ended before it could be killed: {process.stderr.read().decode()}"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when_stored(process, store_file, 5)
     killed_at = len(EvaluationStore(store_file))
     assert 5 <= killed_at < 12
 
