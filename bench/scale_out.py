@@ -173,8 +173,9 @@ def main() -> None:
             lines.append(f"| {evaluator} | {row['backend']} | {rate:.2f} | {rate / base:.2f} | {load} |")
         headlines[f"{evaluator}: speed-up 2 workers / 1"] = round(rows[2]["children_per_s"] / base, 2)
 
-    child_s = np.asarray(measured["digits scratch"][0]["child_s"])  # local: the evaluator's own time
-    ray_overhead = max(0.0, 1 / measured["digits scratch"][1]["children_per_s"] - child_s.mean() - costs.store_s)
+    one_worker = measured["digits scratch"][1]
+    child_s = np.asarray(one_worker["child_s"])  # on a Ray worker: the evaluator's own time
+    ray_overhead = max(0.0, 1 / one_worker["children_per_s"] - child_s.mean() - costs.store_s)  # dispatch, transfer
     sim = simulate(child_s + ray_overhead, costs, args.sim_children)
     lines += ["", f"Simulated efficiency (digits children: mean {child_s.mean():.2f} s, CV "
               f"{child_s.std() / child_s.mean():.2f}, + {ray_overhead * 1000:.0f} ms Ray overhead; driver: "
