@@ -22,7 +22,7 @@ from rlnas.cli import main
 from rlnas.cluster import backend as cluster_backend
 from rlnas.cluster.pool import ATTEMPTS, WorkerPool, failed_result
 from rlnas.cluster.vec_env import ThreadVecEnv
-from rlnas.config import load_agent_preset
+from rlnas.config import ConfigError, load_agent_preset
 from rlnas.envs.child_net import ChildNetEnv
 from rlnas.envs.evaluators import space_for
 from rlnas.search import resume_search, run_search
@@ -198,3 +198,21 @@ def test_a_killed_ray_driver_resumes_to_its_planned_evaluations(tmp_path, ray_in
     result = resume_search(tmp_path / "killed", progress_bar=False)  # on this test's Ray instance
     keys = [row[0] for row in stored(result.run_dir)]
     assert result.evaluations == len(keys) == len(set(keys)) == 12
+
+
+@pytest.mark.parametrize(
+    ("backend", "workers", "gpus", "match"),
+    [("slurm", 1, 0, "not a backend"), ("local", 2, 0, "are for --backend ray"), ("ray", 0, 0, "at least 1"),
+     ("ray", 1, -1, "0 or more")],
+)  # fmt: skip
+def test_backend_settings_are_checked_before_the_run_starts(backend, workers, gpus, match):
+    with pytest.raises(ConfigError, match=match):
+        cluster_backend.check_backend(backend, workers, gpus)
+
+
+def test_more_workers_than_the_cluster_holds_are_refused():
+    with pytest.raises(ConfigError, match="need 4 CPUs but the Ray cluster has 2"):
+        cluster_backend.check_room({"CPU": 2.0}, 4, 1, 0)
+    with pytest.raises(ConfigError, match="need 2 GPUs but the Ray cluster has 0"):
+        cluster_backend.check_room({"CPU": 8.0}, 2, 1, 1.0)
+    cluster_backend.check_room({"CPU": 2.0, "GPU": 1.0}, 2, 1, 0.5)

@@ -61,7 +61,7 @@ def ray_evaluator(
         gpus = settings.gpus_per_child
         device = "cuda" if gpus > 0 else settings.device
         threads = preset.train.threads or 1
-        _check_room(ray.cluster_resources(), settings.workers, threads, gpus)
+        check_room(ray.cluster_resources(), settings.workers, threads, gpus)
         actor = ray.remote(ChildWorker).options(num_cpus=threads, num_gpus=gpus)
         pool = WorkerPool(lambda: actor.remote(preset, device, data, net, threads), settings.workers)
         try:
@@ -73,7 +73,7 @@ def ray_evaluator(
             ray.shutdown()
 
 
-def _check_room(resources: dict[str, float], workers: int, cpus: int, gpus: float) -> None:
+def check_room(resources: dict[str, float], workers: int, cpus: int, gpus: float) -> None:
     """A one-line error when the cluster cannot hold ``workers`` actors of ``cpus`` CPUs and ``gpus`` GPUs now
     (Ray would otherwise wait for them forever)."""
     for name, each in (("CPU", cpus), ("GPU", gpus)):
