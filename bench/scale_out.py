@@ -4,8 +4,9 @@ simulation of 1 to 256 workers.
 Measured: random searches (no controller in the way) on the digits scratch evaluator and on the Fashion-MNIST
 supernet evaluator (a small supernet the bench trains first, shared by every run), each on the local backend
 and on a local Ray instance with 1 and 2 workers. Children per second is taken between the first and the last
-stored child (Ray's and the workers' start-up excluded). The load average is recorded: on a shared machine it
-depresses the 2-worker figure.
+stored child (Ray's and the workers' start-up excluded). The load average is recorded, and so is the machine's
+ceiling: how much faster two plain processes (no Ray) do two CPU-bound jobs than one does; on a shared machine
+it falls below 2 and bounds the 2-worker figure.
 
 Simulated (bench/_scale_sim.py): the driver's measured costs (a stored child, a proposal batch, a PPO update),
 the measured digits child times (their spread included), for 1 to 256 workers, with rlnas's synchronous PPO
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import multiprocessing
 import os
 import sqlite3
 import tempfile
@@ -41,6 +43,27 @@ from rlnas.training.data import load_data
 
 WORKERS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 PHASES = ("train_s", "prune_s", "finetune_s", "eval_s", "latency_s")
+
+
+def _spin(_: int) -> None:
+    """A fixed CPU-bound job on one thread (torch matrix products, as a child's training is)."""
+    torch.set_num_threads(1)
+    a = torch.randn(256, 256)
+    for _ in range(2000):
+        a = torch.tanh(a @ a * 0.01)
+
+
+def machine_ceiling() -> float:
+    """How much faster two processes do two jobs than one process does one each, on this machine now, without
+    Ray: the most the 2-worker measurement can show while other work shares the cores (2.0 on an idle machine)."""
+    seconds = []
+    for n in (1, 2):
+        with multiprocessing.get_context("spawn").Pool(n) as pool:
+            pool.map(_spin, [0] * n)  # start-up and imports outside the timing
+            clock = time.perf_counter()
+            pool.map(_spin, range(n))
+            seconds.append(time.perf_counter() - clock)
+    return 2 * seconds[0] / seconds[1]
 
 
 def measure(preset: EnvPreset, children: int, runs: Path, supernet: Path | None) -> list[dict]:
@@ -153,6 +176,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     load_start = os.getloadavg()
+    ceiling = machine_ceiling()
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp)
         digits = load_env_preset("digits")
@@ -190,16 +214,17 @@ def main() -> None:
     headlines["simulated efficiency at 64 workers, PPO default"] = f"{sim[DEFAULT][at64]:.0%}"
     headlines["driver limit (children/s)"] = round(1 / (costs.store_s + costs.propose(1)), 1)
     headlines["load average at start (1, 5, 15 min)"] = ", ".join(f"{x:.1f}" for x in load_start)
+    headlines["machine's 2-process ceiling without Ray (idle machine: 2.0)"] = round(ceiling, 2)
     record(
         "scale_out",
         "Scale-out: children per second on Ray workers",
         "Random searches on the local backend and on a local Ray instance with 1 and 2 workers (goal: >= 1.8x with "
         "2 workers on digits scratch), and a simulation calibrated on the measured child times and driver costs "
         "(goal: >= 80% efficiency at 64 workers with the recommended settings). This machine has 2 cores shared "
-        "with other work: see the load averages.",
+        "with other work: compare the 2-worker speed-up with the machine's 2-process ceiling and the load averages.",
         "\n".join(lines),
         headlines,
-        raw={"measured": measured, "driver": raw_costs, "simulated": sim, "workers": WORKERS},
+        raw={"measured": measured, "driver": raw_costs, "simulated": sim, "workers": WORKERS, "ceiling": ceiling},
         append=not args.no_record,
     )
 
