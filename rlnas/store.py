@@ -57,8 +57,8 @@ _COLUMNS = ("key", "arch", "status", "reward", "accuracy", "latency_ms", "flops"
 Claim = Literal["claimed", "evaluated", "busy", "exhausted"]
 
 _OWNERS: dict[tuple[str, str], int] = {}
-"""(store file, key) -> the open connection of this process that claimed the key; read and written only inside
-a write transaction, which serialises them across connections and threads."""
+"""(store file, key) -> the open connection of this process that claimed the key. Claims are checked and taken
+inside a write transaction, which serialises them across connections and threads."""
 _CONNECTIONS = itertools.count(1)
 
 
