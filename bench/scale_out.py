@@ -214,7 +214,8 @@ def main() -> None:
     headlines["simulated efficiency at 64 workers, PPO default"] = f"{sim[DEFAULT][at64]:.0%}"
     driver_limit = 1 / (costs.store_s + costs.propose(1))  # children/s the driver can store and propose
     headlines["driver limit (children/s)"] = round(driver_limit, 1)
-    headlines["workers at which the driver saturates (asynchronous)"] = round(driver_limit * (child_s + ray_overhead).mean())
+    saturates = round(driver_limit * (child_s + ray_overhead).mean())
+    headlines["workers at which the driver saturates (asynchronous)"] = saturates
     headlines["load average at start (1, 5, 15 min)"] = ", ".join(f"{x:.1f}" for x in load_start)
     headlines["machine's 2-process ceiling without Ray (idle machine: 2.0)"] = round(ceiling, 2)
     record(
