@@ -13,7 +13,8 @@ from rlnas.training.data import DataError
 
 DEFAULT_EVALUATIONS = 16
 RESUME_KEEPS = ("env", "set", "strategy", "agent", "agent_set", "n_envs", "init_policy", "run_name", "runs_dir",
-                "device", "seed", "target_latency", "supernet", "plot_every")  # fmt: skip
+                "device", "seed", "target_latency", "supernet", "plot_every", "backend", "workers",
+                "gpus_per_child")  # fmt: skip
 """``search`` options a resumed run takes from its own config.yaml (giving them with ``--resume`` is an error)."""
 
 
@@ -53,8 +54,9 @@ def _search(args: argparse.Namespace) -> int:
                 "change them (only --evaluations and --max-steps, to raise the budget): drop them"
             )
         result = resume_search(
-            args.resume, evaluations=args.evaluations, max_steps=args.max_steps, progress_bar=not args.no_progress
-        )
+            args.resume, evaluations=args.evaluations, max_steps=args.max_steps, progress_bar=not args.no_progress,
+            ray_address=args.ray_address,
+        )  # fmt: skip
     else:
         agent = load_agent_preset(args.agent or args.strategy or "ppo", args.agent_set)
         if args.strategy and agent.algo != args.strategy:
@@ -68,7 +70,8 @@ def _search(args: argparse.Namespace) -> int:
             run_name=args.run_name, runs_dir=args.runs_dir, device=args.device, seed=args.seed,
             target_latency_ms=args.target_latency, init_policy=args.init_policy,
             progress_bar=not args.no_progress, command=shlex.join(["rlnas", *sys.argv[1:]]),
-            plot_every=args.plot_every, supernet=args.supernet,
+            plot_every=args.plot_every, supernet=args.supernet, backend=args.backend, workers=args.workers,
+            gpus_per_child=args.gpus_per_child, ray_address=args.ray_address,
         )  # fmt: skip
     print(f"\n{result.evaluations} children evaluated; run folder: {result.run_dir}")
     print((result.run_dir / "summary.md").read_text())
@@ -249,7 +252,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--max-steps", type=int, help="most steps, children answered from the store included (default: 10x)"
     )
-    search.add_argument("--n-envs", type=int, default=1, help="PPO: children evaluated at once (default: 1)")
+    search.add_argument(
+        "--n-envs", type=int, help="children evaluated at once (PPO; any strategy on ray; default: 1, on ray --workers)"
+    )
     search.add_argument("--init-policy", type=Path, help="PPO: start from a trained controller (run or policy folder)")
     search.add_argument(
         "--resume",
@@ -268,6 +273,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--plot-every", type=int, default=16, help="refresh TensorBoard's Pareto plot every N children (default: 16)"
+    )
+    search.add_argument(
+        "--backend", choices=("local", "ray"), default="local", help="where children are evaluated (docs/cluster.md)"
+    )
+    search.add_argument("--ray-address", help="ray: auto (the cluster this machine joined) or ray://HOST:10001")
+    search.add_argument("--workers", type=int, default=1, help="ray: worker actors (default: %(default)s)")
+    search.add_argument(
+        "--gpus-per-child", type=float, default=0.0, help="ray: GPUs per worker, children train on cuda (default: 0)"
     )
     search.set_defaults(func=_search)
     search.set_defaults(defaults={dest: search.get_default(dest) for dest in RESUME_KEEPS})

@@ -13,7 +13,9 @@ from rlnas.errors import ConfigError
 class RunSettings:
     """How a search runs: its strategy, budget (``evaluations`` distinct children, at most ``max_steps`` steps),
     seed, parallel environments, device, latency target, the controller it starts from, how often TensorBoard's
-    views refresh, the supernet it reuses, and the rlnas version and space it was started with."""
+    views refresh, the supernet it reuses, the rlnas version and space it was started with, and where children
+    are evaluated (``backend`` ``local``, or ``ray``: ``workers`` actors with ``gpus_per_child`` GPUs each, on
+    the cluster at ``ray_address``; docs/cluster.md)."""
 
     strategy: str
     evaluations: int
@@ -27,6 +29,10 @@ class RunSettings:
     init_policy: str | None = None
     plot_every: int = 16
     supernet: str | None = None
+    backend: str = "local"
+    workers: int = 1
+    gpus_per_child: float = 0.0
+    ray_address: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for ``config.yaml``, the summary and TensorBoard's HParams."""

@@ -14,10 +14,12 @@ for a policy that keeps proposing children it has seen. ``resume_search`` can ra
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from rlnas.agents.sequential import SequentialDesign
 from rlnas.agents.strategy import SearchContext
 from rlnas.budget import Budget, best_children, budget_of_run, run_budget
 from rlnas.cheapest import check_reachable
+from rlnas.cluster.backend import check_backend, ray_evaluator
 from rlnas.config import (
     AgentPreset,
     ConfigError,
@@ -88,7 +91,7 @@ def run_search(
     *,
     evaluations: int = 16,
     max_steps: int | None = None,
-    n_envs: int = 1,
+    n_envs: int | None = None,
     run_name: str | None = None,
     runs_dir: str | Path = "runs",
     device: str = "cpu",
@@ -100,14 +103,21 @@ def run_search(
     command: str | None = None,
     plot_every: int = PLOT_EVERY,
     supernet: str | Path | None = None,
+    backend: str = "local",
+    workers: int = 1,
+    gpus_per_child: float = 0.0,
+    ray_address: str | None = None,
 ) -> SearchResult:
     """Search until ``evaluations`` distinct children are evaluated, with the agent preset's strategy.
 
-    ``n_envs`` > 1 evaluates that many children at once in subprocesses (PPO only). ``init_policy``: a trained
-    controller (run folder or policy folder) to start PPO from. Writes the run folder and returns its best
-    children; a PPO search also saves its reusable controller. TensorBoard's Pareto plot, top-5 table and
-    choice histograms are refreshed every ``plot_every`` evaluations. With ``evaluator: supernet`` the search
-    uses the supernet saved at ``supernet`` (same search space), or first trains one into ``runs/NAME/supernet.pt``.
+    ``n_envs`` > 1 evaluates that many children at once in subprocesses (PPO only). ``backend="ray"`` evaluates
+    them on ``workers`` Ray actors (``gpus_per_child`` GPUs each) of the cluster at ``ray_address`` (None: a local
+    Ray instance), ``n_envs`` (default: ``workers``) at once, with any strategy (docs/cluster.md).
+    ``init_policy``: a trained controller (run folder or policy folder) to start PPO from. Writes the run folder
+    and returns its best children; a PPO search also saves its reusable controller. TensorBoard's Pareto plot,
+    top-5 table and choice histograms are refreshed every ``plot_every`` evaluations. With ``evaluator: supernet``
+    the search uses the supernet saved at ``supernet`` (same search space), or first trains one into
+    ``runs/NAME/supernet.pt``.
     """
     env_preset = env if isinstance(env, EnvPreset) else load_env_preset(env)
     agent_preset = agent if isinstance(agent, AgentPreset) else load_agent_preset(agent)
@@ -118,8 +128,10 @@ def run_search(
         raise ValueError(f"plot_every must be at least 1, got {plot_every}")
     if max_steps < evaluations:
         raise ValueError(f"max_steps ({max_steps}) must be at least the number of evaluations ({evaluations})")
-    _check_parallel(n_envs, agent_preset, evaluator)
-    if n_envs > 1 and env_preset.train.threads is None:  # share the cores instead of oversubscribing them
+    check_backend(backend, workers, gpus_per_child)
+    n_envs = (workers if backend == "ray" else 1) if n_envs is None else n_envs
+    _check_parallel(n_envs, agent_preset, evaluator, backend)
+    if n_envs > 1 and backend == "local" and env_preset.train.threads is None:  # share the cores, not oversubscribe
         threads = max(1, (os.cpu_count() or 1) // n_envs)
         env_preset = dataclasses.replace(env_preset, train=dataclasses.replace(env_preset.train, threads=threads))
     seed = agent_preset.seed if seed is None else seed
@@ -131,7 +143,7 @@ def run_search(
             f"--supernet was given but env preset {env_preset.name!r} uses evaluator {env_preset.evaluator}: "
             "add --set evaluator=supernet, or drop --supernet"
         )
-    if evaluator is None:
+    if evaluator is None and gpus_per_child == 0:  # else the workers check their GPUs
         checked_device(device)
     budget = run_budget(env_preset.reward, target_latency_ms)
     if budget is not None and evaluator is None and env_preset.evaluator != "tabular":
@@ -146,7 +158,8 @@ def run_search(
         device=device, rlnas_version=rlnas.__version__,
         target_latency_ms=target_latency_ms or env_preset.reward.latency_target,
         space_fingerprint=space.fingerprint, init_policy=str(init_policy) if init_policy else None,
-        plot_every=plot_every, supernet=str(supernet) if supernet else None,
+        plot_every=plot_every, supernet=str(supernet) if supernet else None, backend=backend, workers=workers,
+        gpus_per_child=gpus_per_child, ray_address=ray_address,
     )  # fmt: skip
     resolved = {"env": to_dict(env_preset), "agent": to_dict(agent_preset), "search": settings.as_dict()}
     try:
@@ -179,6 +192,7 @@ def resume_search(
     max_steps: int | None = None,
     progress_bar: bool = True,
     evaluator: Evaluator | None = None,
+    ray_address: str | None = None,
 ) -> SearchResult:
     """Continue a search that stopped (killed, crashed or interrupted) from its run folder.
 
@@ -186,6 +200,7 @@ def resume_search(
     so no child is evaluated twice and the run ends with the planned number of evaluations. ``evaluations`` and
     ``max_steps`` raise the run's budget (a finished run then continues; see :func:`extended_budget`). Refused
     while another process holds the run, and when the store lost what the last checkpoint or the summary recorded.
+    A run on ``--backend ray`` resumes on its cluster, or on the one at ``ray_address`` when given.
     """
     run_dir = Path(run_dir)
     resolved = read_run_config(run_dir)
@@ -197,6 +212,10 @@ def resume_search(
     settings = RunSettings.from_dict(resolved["search"], str(run_dir / CONFIG_FILE))
     if evaluations is not None or max_steps is not None:
         settings = extended_budget(settings, evaluations, max_steps)
+    if ray_address is not None:
+        if settings.backend != "ray":
+            raise ConfigError(f"--ray-address: {run_dir} evaluates its children locally, not on a Ray cluster")
+        settings = dataclasses.replace(settings, ray_address=ray_address)
     with run_lock(run_dir):
         return _resume(run_dir, resolved, settings, progress_bar, evaluator)
 
@@ -260,6 +279,36 @@ def _run(
         supernet = supernet_for_run(
             env_preset, settings.supernet, run_dir, device=settings.device, progress_bar=progress_bar
         )
+    with _backend(env_preset, settings, space, supernet) as remote:
+        evaluator = remote or evaluator
+        views = {"progress_bar": progress_bar, "supernet": supernet, "resume": resume}
+        return _search(run_dir, env_preset, agent_preset, settings, space, store, evaluator, **views)
+
+
+@contextlib.contextmanager
+def _backend(
+    env_preset: EnvPreset, settings: RunSettings, space: SearchSpace, supernet: Path | None
+) -> Iterator[Evaluator | None]:
+    """The cluster's evaluator for ``--backend ray`` (workers started for the block), else None."""
+    if settings.backend != "ray":
+        yield None
+        return
+    with ray_evaluator(env_preset, settings, space, supernet) as remote:
+        yield remote
+
+
+def _search(
+    run_dir: Path,
+    env_preset: EnvPreset,
+    agent_preset: AgentPreset,
+    settings: RunSettings,
+    space: SearchSpace,
+    store: EvaluationStore,
+    evaluator: Evaluator | None,
+    supernet: Path | None,
+    progress_bar: bool,
+    resume: bool,
+) -> SearchResult:
     logger = _logger(run_dir, resume)
     make_env = functools.partial(
         _make_env, env_preset, device=settings.device, store_path=run_dir / STORE_FILE,
@@ -312,10 +361,12 @@ def _prepared(preset: EnvPreset, evaluator: Evaluator | None, device: str) -> tu
     return (evaluator.space if evaluator is not None else space_for(preset)), evaluator
 
 
-def _check_parallel(n_envs: int, agent: AgentPreset, evaluator: Evaluator | None) -> None:
+def _check_parallel(n_envs: int, agent: AgentPreset, evaluator: Evaluator | None, backend: str) -> None:
     if n_envs < 1:
         raise ValueError(f"--n-envs must be at least 1, got {n_envs}")
-    if n_envs > 1 and not search_strategy(agent).parallel:
+    if backend == "ray" and evaluator is not None:
+        raise ValueError("--backend ray: the workers build their own evaluators; give no evaluator object")
+    if n_envs > 1 and backend == "local" and not search_strategy(agent).parallel:
         raise ValueError(f"--n-envs {n_envs} is for PPO searches; the {agent.algo} strategy runs one environment")
     if n_envs > 1 and evaluator is not None:
         raise ValueError("parallel environments build their own evaluators: give no evaluator object with n_envs > 1")

@@ -7,7 +7,8 @@ child stored but never reached by a step, as after a resumed search dropped the 
 answered from the store on its first visit without being ``cached``: the search replays it). A new evaluation
 and its first step are committed together.
 ``claims``: children being evaluated right now, so parallel environments never train the same child twice and
-never exceed the run's budget.
+never exceed the run's budget, whether they run in other processes or in threads of this one (each connection
+owns its claims; :mod:`rlnas.cluster` steps environments in threads).
 
 SQLite in write-ahead-log mode survives a killed process and lets several environments (processes) share one
 file. ``path=":memory:"`` gives a private in-memory store.
@@ -15,6 +16,7 @@ file. ``path=":memory:"`` gives a private in-memory store.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -54,6 +56,11 @@ _COLUMNS = ("key", "arch", "status", "reward", "accuracy", "latency_ms", "flops"
 
 Claim = Literal["claimed", "evaluated", "busy", "exhausted"]
 
+_OWNERS: dict[tuple[str, str], int] = {}
+"""(store file, key) -> the open connection of this process that claimed the key. Claims are checked and taken
+inside a write transaction, which serialises them across connections and threads."""
+_CONNECTIONS = itertools.count(1)
+
 
 class StoreError(OSError):
     """A store cannot be used where it is (a read-only folder, a full disk); the message says what to do."""
@@ -64,10 +71,13 @@ class EvaluationStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._id = next(_CONNECTIONS)
+        self._file = f":memory:{self._id}" if str(path) == ":memory:" else str(self.path.resolve())
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(str(path), timeout=60.0, isolation_level=None)
+            # One connection is used by one thread at a time, not always the one that opened it (threaded envs).
+            self._db = sqlite3.connect(str(path), timeout=60.0, isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe when the process is killed, fewer fsyncs
@@ -105,14 +115,16 @@ class EvaluationStore:
         """Reserve ``key`` for evaluation by this process.
 
         ``evaluated``: already in the store. ``busy``: another live process is evaluating it (wait, then look it
-        up). ``exhausted``: ``budget`` evaluations are stored or under way. ``claimed``: evaluate it, then
-        :meth:`add` it (which releases the claim).
+        up); so is another open connection of this process. ``exhausted``: ``budget`` evaluations are stored or
+        under way. ``claimed``: evaluate it, then :meth:`add` it (which releases the claim).
         """
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM evaluations WHERE key = ?", (key,)).fetchone():
                 return "evaluated"
             row = db.execute("SELECT pid FROM claims WHERE key = ?", (key,)).fetchone()
             if row is not None and row["pid"] != os.getpid() and _alive(row["pid"]):
+                return "busy"
+            if row is not None and _OWNERS.get((self._file, key), self._id) != self._id:
                 return "busy"
             if row is None and budget is not None:
                 under_way = db.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
@@ -121,12 +133,15 @@ class EvaluationStore:
             db.execute(
                 "INSERT OR REPLACE INTO claims (key, pid, created) VALUES (?, ?, ?)", (key, os.getpid(), time.time())
             )
+            _OWNERS[self._file, key] = self._id
         return "claimed"
 
     def release_claims(self) -> None:
         """Forget every claim (at the start of a run or a resume, when no environment is evaluating)."""
         with self._transaction() as db:
             db.execute("DELETE FROM claims")
+            for owned in [k for k in _OWNERS if k[0] == self._file]:
+                del _OWNERS[owned]
 
     def add(self, record: dict[str, Any], reward: float, target: float) -> tuple[int, int]:
         """Commit one evaluation (it must hold the indexed columns; all of it is kept as JSON) with the step that
@@ -139,6 +154,7 @@ class EvaluationStore:
                 [*values, json.dumps(record), time.time()],
             )
             db.execute("DELETE FROM claims WHERE key = ?", (record["key"],))
+            _OWNERS.pop((self._file, record["key"]), None)
             evaluation = int(cursor.lastrowid)
             return evaluation, self._insert_step(db, evaluation, reward, target, cached=False)
 
@@ -235,7 +251,9 @@ class EvaluationStore:
         return None if row is None else str(row[0])
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection; its claims in this process become stale (the next claim takes them over)."""
+        for owned in [k for k, owner in list(_OWNERS.items()) if owner == self._id]:
+            _OWNERS.pop(owned, None)
         self._db.close()
 
 

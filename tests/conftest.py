@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,7 @@ from rlnas.presets import resolve_preset
 from rlnas.pruning import build_model, prune_child
 from rlnas.space import Arch, SearchSpace
 from rlnas.space.ops import OPERATORS
+from rlnas.store import EvaluationStore
 
 # A rough "quality" per operator family for the fake evaluator: richer operators score higher.
 _FAKE_QUALITY = {"conv": 0.9, "sep": 0.8, "mbconv": 1.0, "maxpool": 0.4, "avgpool": 0.35, "skip": 0.3}
@@ -184,3 +189,15 @@ def prune_dict() -> dict:
 def prune_preset(prune_dict) -> EnvPreset:
     """:func:`prune_dict` loaded."""
     return load_env_preset(prune_dict)
+
+
+def kill_when_stored(process: subprocess.Popen, store_file: Path, children: int, timeout_s: float = 300) -> None:
+    """SIGKILL a search ``process`` once its store holds ``children`` children (it must still be running)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and process.poll() is None:
+        if store_file.exists() and len(EvaluationStore(store_file)) >= children:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, f"the search ended before it could be killed: {process.stderr.read().decode()}"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()

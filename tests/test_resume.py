@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import FakeEvaluator
+from conftest import FakeEvaluator, kill_when_stored
 
 from rlnas.agents.controller import load_controller
 from rlnas.config import ConfigError, load_agent_preset, load_env_preset
@@ -223,14 +220,7 @@ def test_a_search_killed_with_sigkill_resumes_to_its_planned_evaluations(tmp_pat
                "--agent-set", "n_steps=4", "--agent-set", "batch_size=4", "--run-name", "killed", *common]  # fmt: skip
     store_file = tmp_path / "killed" / "evaluations.sqlite"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if store_file.exists() and len(EvaluationStore(store_file)) >= 6:
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, f"the search ended before it could be killed: {process.stderr.read().decode()}"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when_stored(process, store_file, 6)
     killed_at = len(history(tmp_path / "killed")[0])
     assert 6 <= killed_at < 12
 

@@ -1,8 +1,9 @@
-"""The baselines as a search strategy: one environment, an ask/tell baseline, every child logged as PPO's are."""
+"""The baselines as a search strategy: an ask/tell baseline, every child logged as PPO's are; one environment, or
+with ``--backend ray`` one per child in flight (asynchronous: a worker that frees up gets the next child)."""
 
 from __future__ import annotations
 
-from rlnas.agents.baselines import make_strategy, run_strategy
+from rlnas.agents.baselines import make_strategy, run_strategy, run_strategy_async
 from rlnas.agents.callbacks import ChildLogger
 from rlnas.agents.strategy import SearchContext
 from rlnas.config import EvolutionPreset, RandomPreset, UniformPreset
@@ -25,10 +26,15 @@ class BaselineStrategy:
         settings = context.settings
         context.store.truncate_steps(0)
         child_logger = ChildLogger(context.logger, settings.evaluations, **context.views)
-        env = context.make_env()
+        envs = [context.make_env() for _ in range(settings.n_envs)]
+        budget = (settings.evaluations, settings.max_steps, settings.seed, child_logger.log)
         try:
             strategy = make_strategy(self.agent, context.space, settings.seed)
-            run_strategy(env, strategy, settings.evaluations, settings.max_steps, settings.seed, child_logger.log)
+            if settings.backend == "ray":
+                run_strategy_async(envs, strategy, *budget)
+            else:
+                run_strategy(envs[0], strategy, *budget)
         finally:
             child_logger.close()
-            env.close()
+            for env in envs:
+                env.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Protocol
 
 import gymnasium as gym
@@ -129,3 +130,48 @@ def run_strategy(
             break
         env.reset()
     return steps
+
+
+def run_strategy_async(
+    envs: list[gym.Env],
+    strategy: Strategy,
+    evaluations: int,
+    max_steps: int,
+    seed: int,
+    on_child: Callable[[dict], None],
+) -> int:
+    """:func:`run_strategy` with one child in flight per environment: whenever one returns, the strategy is told
+    its reward and asked for the next (asynchronous, as regularized evolution ran its workers).
+
+    No more children are in flight than the budget has left, so random search reaches the children
+    :func:`run_strategy` would (in another order). Returns the number of steps taken.
+    """
+    for i, env in enumerate(envs):
+        env.reset(seed=seed + i)
+    free, pending = list(reversed(envs)), {}
+    steps = reached = 0
+    done = False
+    with ThreadPoolExecutor(max_workers=len(envs), thread_name_prefix="rlnas-baseline") as threads:
+        while True:
+            while free and not done and reached + len(pending) < evaluations and steps + len(pending) < max_steps:
+                action = strategy.ask()
+                if action is None:
+                    done = True
+                    break
+                env = free.pop()
+                pending[threads.submit(env.step, action)] = (env, action)
+            if not pending:
+                return steps
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in [f for f in pending if f in finished]:  # in the order they were asked for
+                env, action = pending.pop(future)
+                _, reward, _, _, info = future.result()
+                env.reset()
+                free.append(env)
+                if info.get("budget_exhausted"):
+                    done = True
+                    continue
+                strategy.tell(action, reward)
+                steps += 1
+                on_child(info)
+                reached += not info["cached"]

@@ -18,6 +18,7 @@ from rlnas.agents.ppo import make_ppo
 from rlnas.agents.reward_shaping import RewardShaping
 from rlnas.agents.sequential import SequentialLayout
 from rlnas.agents.strategy import SearchContext
+from rlnas.cluster.vec_env import ThreadVecEnv
 from rlnas.config import ConfigError, PPOPreset
 from rlnas.run_settings import RunSettings
 from rlnas.space import Space
@@ -82,7 +83,10 @@ def search_with_ppo(
     sequential = agent.factorisation == "sequential"
     steps_per_child = SequentialLayout(space.nvec).steps if sequential else 1  # environment steps per child
     factories = [functools.partial(make_env, sequential=sequential)] * n_envs
-    base = SubprocVecEnv(factories) if n_envs > 1 else DummyVecEnv(factories)
+    if settings.backend == "ray":  # the environments wait on the cluster's workers: threads suffice
+        base = ThreadVecEnv(factories)
+    else:
+        base = SubprocVecEnv(factories) if n_envs > 1 else DummyVecEnv(factories)
     learner_state = {}  # wrappers whose statistics a checkpoint keeps
     if agent.virtual_rollouts:
         base = learner_state["virtual"] = VirtualRollouts(

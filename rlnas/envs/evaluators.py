@@ -35,14 +35,15 @@ from rlnas.training.trainer import TrainingDiverged, accuracy, fit, recalibrate_
 class EvalResult:
     """What one evaluation measured. ``accuracy`` is validation accuracy in [0, 1].
 
-    ``status``: ``diverged`` (training failed) and ``reward_error`` (:func:`rlnas.envs.reward.reward_for`) children
-    get the failure reward; ``reason`` says why.
+    ``status``: ``diverged`` (training failed), ``failed`` (its evaluation crashed twice, e.g. a cluster worker was
+    lost; :mod:`rlnas.cluster`) and ``reward_error`` (:func:`rlnas.envs.reward.reward_for`) children get the failure
+    reward; ``reason`` says why.
     ``record_key``: for table lookups, the key of the record that answered (equivalent children share one).
     ``latency_source``: where ``latency_ms`` came from (``measured``, ``table``, ``flops``, ``benchmark``).
     """
 
     arch: str
-    status: Literal["ok", "diverged", "reward_error"]
+    status: Literal["ok", "diverged", "failed", "reward_error"]
     accuracy: float
     latency_ms: float
     flops: int

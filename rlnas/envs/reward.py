@@ -101,10 +101,10 @@ def compute_reward(
 def reward_for(cfg: RewardConfig, result: EvalResult, target_ms: float | None = None) -> tuple[RewardTerms, EvalResult]:
     """The reward terms of an evaluated child, and its result with status ``reward_error`` if they failed.
 
-    A diverged child, or one whose reward cannot be computed, gets ``cfg.failure_reward``; the latter keeps its
-    measured accuracy and cost, and the reason.
+    A diverged or failed child, or one whose reward cannot be computed, gets ``cfg.failure_reward``; the latter
+    keeps its measured accuracy and cost, and the reason.
     """
-    if result.status == "diverged":
+    if result.status in ("diverged", "failed"):
         return failure_terms(cfg, target_ms), result
     try:
         terms = compute_reward(cfg, result.accuracy, result.latency_ms, result.flops, target_ms)
