@@ -287,7 +287,7 @@ def _run(
 
 @contextlib.contextmanager
 def _backend(
-    env_preset: EnvPreset, settings: RunSettings, space: SearchSpace, supernet: Path | None
+    env_preset: EnvPreset, settings: RunSettings, space: Space, supernet: Path | None
 ) -> Iterator[Evaluator | None]:
     """The cluster's evaluator for ``--backend ray`` (workers started for the block), else None."""
     if settings.backend != "ray":
@@ -302,7 +302,7 @@ def _search(
     env_preset: EnvPreset,
     agent_preset: AgentPreset,
     settings: RunSettings,
-    space: SearchSpace,
+    space: Space,
     store: EvaluationStore,
     evaluator: Evaluator | None,
     supernet: Path | None,
