@@ -44,10 +44,32 @@ OBJECTIVES: dict[str, list[str]] = {
     "absolute_0.2": ["reward.kind=budget", "reward.infeasible=graded", "reward.penalty=0.2", "reward.slack=0.2"],
     "mnasnet": ["reward.kind=mnasnet", "reward.alpha=-0.07", "reward.beta=-0.07"],
     "hard": ["reward.kind=hard"],
-}
-"""Objectives a screen can compare, as env-preset overrides (``shipped``: whatever the defaults are;
-``absolute_b``: TuNAS's absolute-value reward with beta = -b, as ``budget`` with penalty = slack = b)."""
+    "graded_p0.03": ["reward.kind=budget", "reward.infeasible=graded", "reward.penalty=0.03", "reward.slack=0"],
+    **{
+        f"lagrange_{lr}_{share}": ["reward.kind=budget", "reward.penalty=0.1", "reward.multiplier=adaptive",
+                                   f"reward.multiplier_lr={lr}", f"reward.over_share={share}"]
+        for lr in (0.003, 0.01, 0.03) for share in (0.25, 0.5)
+    },
+    "ent_half_life_100": ["reward.kind=budget", "agent.ent_half_life=100"],
+    "ent_half_life_50": ["reward.kind=budget", "agent.ent_half_life=50"],
+    "lr_0.01": ["reward.kind=budget", "agent.learning_rate=0.01"],
+    "n_steps_16": ["reward.kind=budget", "agent.n_steps=16", "agent.batch_size=16"],
+}  # fmt: skip
+"""Objectives a screen can compare, as env-preset overrides and (``agent.``, PPO only) agent-preset overrides
+(``shipped``: whatever the defaults are; ``absolute_b``: TuNAS's absolute-value reward with beta = -b, as
+``budget`` with penalty = slack = b; ``lagrange_lr_share``: the adaptive multiplier from 0.1 with
+``multiplier_lr`` lr and ``over_share`` share)."""
 SETTINGS = ("flops25", "flops50", "flops75", "latency50")
+
+
+def env_overrides(objective: str) -> list[str]:
+    """The env-preset overrides of ``objective``."""
+    return [o for o in OBJECTIVES[objective] if not o.startswith("agent.")]
+
+
+def agent_overrides(objective: str) -> tuple[str, ...]:
+    """The agent-preset overrides of ``objective`` (its ``agent.`` ones, without the prefix)."""
+    return tuple(o.removeprefix("agent.") for o in OBJECTIVES[objective] if o.startswith("agent."))
 
 
 def space_children(table: Path, latency_table: Path) -> list[dict]:
@@ -154,8 +176,8 @@ def main() -> None:
         done = reused_runs(args.reuse, args.budgets)
         jobs = {
             (name, objective, strategy, seed): done.get((name, objective, strategy, seed)) or pool.submit(
-                one_run, strategy, seed, budget, [*s["overrides"], *OBJECTIVES[objective]], runs_dir, (),
-                args.step_cap, s["optimum"], s["limit"], s["cost"])
+                one_run, strategy, seed, budget, [*s["overrides"], *env_overrides(objective)], runs_dir,
+                agent_overrides(objective), args.step_cap, s["optimum"], s["limit"], s["cost"])
             for seed in seeds for name, s in settings.items() for objective in args.objectives
             for strategy in args.strategies
         }  # fmt: skip
