@@ -42,10 +42,11 @@ class ChildNetEnv(gym.Env):
     ## Rewards
     With a latency or FLOPs target T, by default the accuracy within the budget (cost <= T) and less over it
     (``reward.kind: budget``; with ``reward.multiplier: adaptive`` the penalty is a Lagrange multiplier adapted
-    from the children so far, ``info["multiplier"]``); MnasNet's ``acc * (cost / T) ** w`` and the others are options; or the accuracy
-    alone (see :mod:`rlnas.envs.reward`). ``reward.failure_reward`` (default 0) for a child whose training diverged
-    (``info["status"]`` ``diverged``) or whose reward could not be computed (``reward_error``: a custom reward
-    function raised or gave no finite number; the child's metrics are kept), with the reason in ``info["reason"]``.
+    from the children so far, ``info["multiplier"]``); MnasNet's ``acc * (cost / T) ** w`` and the others are
+    options; or the accuracy alone (see :mod:`rlnas.envs.reward`). ``reward.failure_reward`` (default 0) for a
+    child whose training diverged (``info["status"]`` ``diverged``) or whose reward could not be computed
+    (``reward_error``: a custom reward function raised or gave no finite number; the child's metrics are kept),
+    with the reason in ``info["reason"]``.
 
     ## Episode End
     Every episode is one step: ``terminated`` is True. With ``max_evaluations``, a step that would evaluate a new
