@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 from conftest import FakeEvaluator
+from test_resume import Crash, CrashingEvaluator
 
 from rlnas.config import ConfigError, RewardConfig, load_agent_preset, load_env_preset
 from rlnas.envs.child_net import ChildNetEnv
@@ -88,21 +89,6 @@ def test_bad_multiplier_settings_are_named(override, key):
 def test_an_adaptive_multiplier_needs_the_budget_reward():
     with pytest.raises(ConfigError, match=r"reward\.multiplier: 'adaptive' is not allowed; expected fixed unless"):
         load_env_preset("digits", ["reward.kind=mnasnet", "reward.multiplier=adaptive"])
-
-
-class Crash(Exception):
-    """Stands in for the machine going away in the middle of a child."""
-
-
-class CrashingEvaluator(FakeEvaluator):
-    def __init__(self, space, limit: int) -> None:
-        super().__init__(space)
-        self.limit = limit
-
-    def evaluate(self, arch):
-        if self.calls == self.limit:
-            raise Crash(str(arch))
-        return super().evaluate(arch)
 
 
 def rewards_of(run_dir) -> list[tuple[str, float]]:
