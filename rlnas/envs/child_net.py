@@ -95,7 +95,7 @@ class ChildNetEnv(gym.Env):
             self.target_ms = checked_target(self.preset, target_latency_ms)
         self.store: EvaluationStore | None = EvaluationStore(store_path if store_path is not None else ":memory:")
         self.max_evaluations = max_evaluations
-        adaptive = self.preset.reward.multiplier == "adaptive"
+        adaptive = self.preset.reward.kind == "budget" and self.preset.reward.multiplier == "adaptive"
         self._multiplier = AdaptiveMultiplier(self.preset.reward) if adaptive else None
         self._settings = evaluator_settings(self.evaluator)
         # Built directly (not through gymnasium.make), the env still gets its registered spec, with the arguments
