@@ -68,12 +68,21 @@ def test_the_env_prices_each_child_with_the_multiplier_of_the_first_visits_befor
     env.close()
 
 
-def test_the_fixed_multiplier_is_the_default_and_leaves_the_penalty_alone(digits_preset):
-    assert digits_preset.reward.multiplier == "fixed"
-    env = ChildNetEnv(digits_preset, evaluator=FakeEvaluator(space_for(digits_preset)))
-    _, _, _, _, info = env.step(env.action_space.sample())
-    assert "multiplier" not in info
-    env.close()
+def test_the_adaptive_multiplier_is_the_default_and_fixed_or_other_kinds_leave_the_penalty_alone(digits_preset):
+    reward = digits_preset.reward
+    assert (reward.multiplier, reward.multiplier_lr, reward.over_share) == ("adaptive", 0.003, 0.25)  # budgets.md
+    space = space_for(digits_preset)
+    for override in ("fixed", "mnasnet"):
+        changed = {"multiplier": "fixed"} if override == "fixed" else {"kind": "mnasnet", "target_ms": 0.23}
+        preset = dataclasses.replace(digits_preset, reward=dataclasses.replace(reward, **changed))
+        env = ChildNetEnv(preset, evaluator=FakeEvaluator(space))
+        for _ in range(6):
+            _, r, _, _, info = env.step(env.action_space.sample())
+            assert "multiplier" not in info
+            if override == "fixed":  # the preset's penalty, however many children overshot before
+                over = max(0.0, info["cost"] / info["target"] - 1)
+                assert r == pytest.approx(info["accuracy"] - reward.penalty * over)
+        env.close()
 
 
 @pytest.mark.parametrize(
@@ -84,11 +93,6 @@ def test_the_fixed_multiplier_is_the_default_and_leaves_the_penalty_alone(digits
 def test_bad_multiplier_settings_are_named(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_env_preset("digits", ["reward.multiplier=adaptive", override])
-
-
-def test_an_adaptive_multiplier_needs_the_budget_reward():
-    with pytest.raises(ConfigError, match=r"reward\.multiplier: 'adaptive' is not allowed; expected fixed unless"):
-        load_env_preset("digits", ["reward.kind=mnasnet", "reward.multiplier=adaptive"])
 
 
 def rewards_of(run_dir) -> list[tuple[str, float]]:
