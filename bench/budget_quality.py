@@ -61,15 +61,15 @@ OBJECTIVES: dict[str, list[str]] = {
     "ent_half_life_50": [*fixed(0.1), "agent.ent_half_life=50"],
     "lr_0.01": [*fixed(0.1), "agent.learning_rate=0.01"],
     "n_steps_16": [*fixed(0.1), "agent.n_steps=16", "agent.batch_size=16"],
-    "lagrange_ent50": ["reward.kind=budget", "reward.multiplier=adaptive", "agent.ent_half_life=50"],
+    "lagrange_ent50": ["reward.kind=budget", "reward.multiplier=adaptive", "reward.penalty=0.1",
+                       "agent.ent_half_life=50"],
     "lagrange_p0.03": ["reward.kind=budget", "reward.multiplier=adaptive", "reward.penalty=0.03"],
 }  # fmt: skip
 """Objectives a screen can compare, as env-preset overrides and (``agent.``, PPO only) agent-preset overrides
 (``shipped``: whatever the defaults are; ``absolute_b``: TuNAS's absolute-value reward with beta = -b, as
 ``budget`` with penalty = slack = b; ``lagrange_lr_share``: the adaptive multiplier from 0.1 with
-``multiplier_lr`` lr and ``over_share`` share; ``lagrange_0.003_0.25`` is the shipped default;
-``lagrange_ent50`` and ``lagrange_p0.03``: the shipped adaptive multiplier with ``ent_half_life`` 50, or
-starting from 0.03)."""
+``multiplier_lr`` lr and ``over_share`` share; ``lagrange_ent50`` and ``lagrange_p0.03``: ``lagrange_0.003_0.25``
+with ``ent_half_life`` 50, or starting from 0.03, which is the shipped default)."""
 SETTINGS = ("flops25", "flops50", "flops75", "latency50")
 
 

@@ -120,7 +120,7 @@ class RewardConfig:
     alpha: float = -0.07
     beta: float = -0.07
     linear_lambda: float = 0.1
-    penalty: float = 0.1
+    penalty: float = 0.03
     slack: float = 0.0
     infeasible: Literal["graded", "below"] = "graded"
     multiplier: Literal["fixed", "adaptive"] = "adaptive"
