@@ -34,20 +34,53 @@ from _record import record
 from search_quality import DEFAULT_TABLE, best_within, one_run, table_text, wilson_interval, within
 
 LATENCY_TABLE = Path(__file__).resolve().parent / "results" / "nas_bench_macro__cpu__t1__b1.json"
+FIXED = ["reward.kind=budget", "reward.multiplier=fixed"]
+"""The budget reward with a fixed multiplier (``penalty``), as shipped before the adaptive one."""
+
+
+def fixed(penalty: float, slack: float = 0.0, infeasible: str = "graded") -> list[str]:
+    """The budget reward with a fixed ``penalty``, ``slack`` and ``infeasible``."""
+    return [*FIXED, f"reward.penalty={penalty}", f"reward.slack={slack}", f"reward.infeasible={infeasible}"]
+
+
 OBJECTIVES: dict[str, list[str]] = {
     "shipped": ["reward.kind=budget"],
-    "graded_p0.1": ["reward.kind=budget", "reward.infeasible=graded", "reward.penalty=0.1", "reward.slack=0"],
-    "graded_p1": ["reward.kind=budget", "reward.infeasible=graded", "reward.penalty=1.0", "reward.slack=0"],
-    "below_p1": ["reward.kind=budget", "reward.infeasible=below", "reward.penalty=1.0", "reward.slack=0"],
-    "absolute_0.03": ["reward.kind=budget", "reward.infeasible=graded", "reward.penalty=0.03", "reward.slack=0.03"],
-    "absolute_0.07": ["reward.kind=budget", "reward.infeasible=graded", "reward.penalty=0.07", "reward.slack=0.07"],
-    "absolute_0.2": ["reward.kind=budget", "reward.infeasible=graded", "reward.penalty=0.2", "reward.slack=0.2"],
+    "graded_p0.1": fixed(0.1),
+    "graded_p1": fixed(1.0),
+    "below_p1": fixed(1.0, infeasible="below"),
+    **{f"absolute_{b}": fixed(b, slack=b) for b in (0.03, 0.07, 0.2)},
     "mnasnet": ["reward.kind=mnasnet", "reward.alpha=-0.07", "reward.beta=-0.07"],
     "hard": ["reward.kind=hard"],
-}
-"""Objectives a screen can compare, as env-preset overrides (``shipped``: whatever the defaults are;
-``absolute_b``: TuNAS's absolute-value reward with beta = -b, as ``budget`` with penalty = slack = b)."""
+    "graded_p0.03": fixed(0.03),
+    **{
+        f"lagrange_{lr}_{share}": ["reward.kind=budget", "reward.penalty=0.1", "reward.multiplier=adaptive",
+                                   f"reward.multiplier_lr={lr}", f"reward.over_share={share}"]
+        for lr in (0.003, 0.01, 0.03) for share in (0.25, 0.5)
+    },
+    "ent_half_life_100": [*fixed(0.1), "agent.ent_half_life=100"],
+    "ent_half_life_50": [*fixed(0.1), "agent.ent_half_life=50"],
+    "lr_0.01": [*fixed(0.1), "agent.learning_rate=0.01"],
+    "n_steps_16": [*fixed(0.1), "agent.n_steps=16", "agent.batch_size=16"],
+    "lagrange_ent50": ["reward.kind=budget", "reward.multiplier=adaptive", "reward.penalty=0.1",
+                       "agent.ent_half_life=50"],
+    "lagrange_p0.03": ["reward.kind=budget", "reward.multiplier=adaptive", "reward.penalty=0.03"],
+}  # fmt: skip
+"""Objectives a screen can compare, as env-preset overrides and (``agent.``, PPO only) agent-preset overrides
+(``shipped``: whatever the defaults are; ``absolute_b``: TuNAS's absolute-value reward with beta = -b, as
+``budget`` with penalty = slack = b; ``lagrange_lr_share``: the adaptive multiplier from 0.1 with
+``multiplier_lr`` lr and ``over_share`` share; ``lagrange_ent50`` and ``lagrange_p0.03``: ``lagrange_0.003_0.25``
+with ``ent_half_life`` 50, or starting from 0.03, which is the shipped default)."""
 SETTINGS = ("flops25", "flops50", "flops75", "latency50")
+
+
+def env_overrides(objective: str) -> list[str]:
+    """The env-preset overrides of ``objective``."""
+    return [o for o in OBJECTIVES[objective] if not o.startswith("agent.")]
+
+
+def agent_overrides(objective: str) -> tuple[str, ...]:
+    """The agent-preset overrides of ``objective`` (its ``agent.`` ones, without the prefix)."""
+    return tuple(o.removeprefix("agent.") for o in OBJECTIVES[objective] if o.startswith("agent."))
 
 
 def space_children(table: Path, latency_table: Path) -> list[dict]:
@@ -154,8 +187,8 @@ def main() -> None:
         done = reused_runs(args.reuse, args.budgets)
         jobs = {
             (name, objective, strategy, seed): done.get((name, objective, strategy, seed)) or pool.submit(
-                one_run, strategy, seed, budget, [*s["overrides"], *OBJECTIVES[objective]], runs_dir, (),
-                args.step_cap, s["optimum"], s["limit"], s["cost"])
+                one_run, strategy, seed, budget, [*s["overrides"], *env_overrides(objective)], runs_dir,
+                agent_overrides(objective), args.step_cap, s["optimum"], s["limit"], s["cost"])
             for seed in seeds for name, s in settings.items() for objective in args.objectives
             for strategy in args.strategies
         }  # fmt: skip

@@ -119,6 +119,8 @@ def _validate_reward(r: RewardConfig) -> None:
             )
         check(value is None or value > 0, f"reward.{key}", value, f"a positive target in {unit}")
     check(r.penalty > 0, "reward.penalty", r.penalty, "a positive penalty per unit of relative overshoot")
+    check(r.multiplier_lr > 0, "reward.multiplier_lr", r.multiplier_lr, "a positive step size of the multiplier")
+    check(0 < r.over_share < 1, "reward.over_share", r.over_share, "a share of children over the budget in (0, 1)")
     check(r.slack >= 0, "reward.slack", r.slack, "a non-negative weight per unit of the target left unused")
     check(r.kind != "custom" or bool(r.function), "reward.function", r.function, "'module:function' for kind custom")
     if r.kind == "custom":  # a function named for another kind is not imported: importing runs its module's code

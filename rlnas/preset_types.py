@@ -107,6 +107,10 @@ class RewardConfig:
     (``acc - linear_lambda * cost / target``), ``amc`` (``-(1 - acc) * ln(FLOPs)``), ``accuracy``, or ``custom``
     (``function: "module:name"`` called with accuracy, latency_ms, flops, cost, target; returns the reward).
     ``cost``: ``latency`` (target ``target_ms``) or ``flops`` (target ``target_mflops``).
+    ``multiplier`` (``budget`` only; other kinds ignore it): ``adaptive`` (the default) starts from ``penalty``
+    and adapts it as a Lagrange multiplier by dual ascent: after every new child it moves by ``multiplier_lr`` x
+    (1 if the child was over the budget, else 0, minus ``over_share``), floored at 0, so it grows while more
+    than ``over_share`` of the children overshoot and shrinks while fewer do; ``fixed`` keeps ``penalty``.
     """
 
     target_ms: float | None = None
@@ -116,9 +120,12 @@ class RewardConfig:
     alpha: float = -0.07
     beta: float = -0.07
     linear_lambda: float = 0.1
-    penalty: float = 0.1
+    penalty: float = 0.03
     slack: float = 0.0
     infeasible: Literal["graded", "below"] = "graded"
+    multiplier: Literal["fixed", "adaptive"] = "adaptive"
+    multiplier_lr: float = 0.003
+    over_share: float = 0.25
     function: str | None = None
     failure_reward: float = 0.0
 

@@ -183,11 +183,13 @@ class EvaluationStore:
         rows = self._db.execute("SELECT id, record FROM evaluations ORDER BY id").fetchall()
         return [{"id": row["id"], **json.loads(row["record"])} for row in rows]
 
-    def steps(self) -> list[dict[str, Any]]:
-        """Every step in order: its ``evaluation`` id, ``arch``, ``reward``, ``target`` and ``cached`` flag."""
+    def steps(self, after: int = 0) -> list[dict[str, Any]]:
+        """Every step (with an id above ``after``) in order: its ``evaluation`` id, ``arch``, ``reward``,
+        ``target`` and ``cached`` flag, and its child's ``status``, ``latency_ms`` and ``flops``."""
         rows = self._db.execute(
-            "SELECT s.id, s.evaluation, e.arch, s.reward, s.target, s.cached FROM steps s "
-            "JOIN evaluations e ON e.id = s.evaluation ORDER BY s.id"
+            "SELECT s.id, s.evaluation, e.arch, s.reward, s.target, s.cached, e.status, e.latency_ms, e.flops "
+            "FROM steps s JOIN evaluations e ON e.id = s.evaluation WHERE s.id > ? ORDER BY s.id",
+            (after,),
         ).fetchall()
         return [{**dict(row), "cached": bool(row["cached"])} for row in rows]
 

@@ -43,7 +43,8 @@ def test_a_step_prunes_fine_tunes_and_stores_like_childnet(prune_preset, evaluat
         _, reward, terminated, truncated, info = env.step(action)
         assert terminated and not truncated and info["status"] == "ok" and not info["cached"]
         expected = {f.name for f in dataclasses.fields(EvalResult)} | {f.name for f in dataclasses.fields(RewardTerms)}
-        assert set(info) == expected | {"action", "key", "store_id", "cached", "step_id", "evaluations", "replayed"}
+        keys = {"action", "key", "store_id", "cached", "step_id", "evaluations", "replayed", "multiplier"}
+        assert set(info) == expected | keys
         assert info["flops"] < evaluator.flops_unpruned and info["params"] < info["params_unpruned"]
         assert info["cost"] == info["flops"] / 1e6 and info["target"] == 0.3
         assert reward == pytest.approx(info["accuracy"] - max(0.0, info["cost"] / 0.3 - 1))

@@ -69,7 +69,7 @@ def test_mnasnet_reward_falls_with_latency_and_rises_with_accuracy():
 
 def test_budget_is_the_default_and_pays_accuracy_alone_within_the_target():
     cfg = RewardConfig(target_ms=2.0)
-    assert (cfg.kind, cfg.penalty, cfg.slack, cfg.infeasible) == ("budget", 0.1, 0.0, "graded")  # docs/budgets.md
+    assert (cfg.kind, cfg.penalty, cfg.slack, cfg.infeasible) == ("budget", 0.03, 0.0, "graded")  # docs/budgets.md
     cheap, at_target = compute_reward(cfg, 0.8, 0.5, 0), compute_reward(cfg, 0.8, 2.0, 0)
     assert cheap.reward == at_target.reward == pytest.approx(0.8)  # nothing for being cheaper than the budget
 

@@ -128,6 +128,8 @@ class ChildLogger:
         if info["status"] == "ok":
             for tag, key in CHILD_SCALARS.items():
                 self.logger.record(tag, info[key])
+            if "multiplier" in info:  # reward.multiplier: adaptive
+                self.logger.record("search/multiplier", info["multiplier"])
             if info.get("latency_source", "") != self.latency_source:
                 self.latency_source = info["latency_source"]
                 self.logger.record("search/latency_source", self.latency_source)

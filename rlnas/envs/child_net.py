@@ -15,6 +15,7 @@ from gymnasium import spaces
 from rlnas.config import EnvPreset, load_env_preset
 from rlnas.envs.evaluator_factory import make_evaluator
 from rlnas.envs.evaluators import EvalResult, Evaluator, cache_key, evaluator_settings
+from rlnas.envs.multiplier import AdaptiveMultiplier
 from rlnas.envs.reward import reward_for
 from rlnas.space import SearchSpace
 from rlnas.store import EvaluationStore
@@ -40,10 +41,12 @@ class ChildNetEnv(gym.Env):
 
     ## Rewards
     With a latency or FLOPs target T, by default the accuracy within the budget (cost <= T) and less over it
-    (``reward.kind: budget``); MnasNet's ``acc * (cost / T) ** w`` and the others are options; or the accuracy
-    alone (see :mod:`rlnas.envs.reward`). ``reward.failure_reward`` (default 0) for a child whose training diverged
-    (``info["status"]`` ``diverged``) or whose reward could not be computed (``reward_error``: a custom reward
-    function raised or gave no finite number; the child's metrics are kept), with the reason in ``info["reason"]``.
+    (``reward.kind: budget``; with ``reward.multiplier: adaptive`` the penalty is a Lagrange multiplier adapted
+    from the children so far, ``info["multiplier"]``); MnasNet's ``acc * (cost / T) ** w`` and the others are
+    options; or the accuracy alone (see :mod:`rlnas.envs.reward`). ``reward.failure_reward`` (default 0) for a
+    child whose training diverged (``info["status"]`` ``diverged``) or whose reward could not be computed
+    (``reward_error``: a custom reward function raised or gave no finite number; the child's metrics are kept),
+    with the reason in ``info["reason"]``.
 
     ## Episode End
     Every episode is one step: ``terminated`` is True. With ``max_evaluations``, a step that would evaluate a new
@@ -92,6 +95,8 @@ class ChildNetEnv(gym.Env):
             self.target_ms = checked_target(self.preset, target_latency_ms)
         self.store: EvaluationStore | None = EvaluationStore(store_path if store_path is not None else ":memory:")
         self.max_evaluations = max_evaluations
+        adaptive = self.preset.reward.kind == "budget" and self.preset.reward.multiplier == "adaptive"
+        self._multiplier = AdaptiveMultiplier(self.preset.reward) if adaptive else None
         self._settings = evaluator_settings(self.evaluator)
         # Built directly (not through gymnasium.make), the env still gets its registered spec, with the arguments
         # it was built with, so spec.make() rebuilds this env and checkers see it is nondeterministic (children
@@ -128,11 +133,16 @@ class ChildNetEnv(gym.Env):
             info = {"budget_exhausted": True, "max_evaluations": self.max_evaluations}
             return self._observation(), 0.0, False, True, info
         result = EvalResult.from_record(stored) if stored else self.evaluator.evaluate(arch)
-        terms, result = reward_for(self.preset.reward, result, self.target_ms)
+        reward_cfg = self.preset.reward
+        if self._multiplier is not None:
+            reward_cfg = dataclasses.replace(reward_cfg, penalty=self._multiplier.current(self.store))
+        terms, result = reward_for(reward_cfg, result, self.target_ms)
         if result.status == "reward_error":
             failure = self.preset.reward.failure_reward  # one warning per distinct reason, not one per child
             warnings.warn(f"{result.reason}: the child gets reward.failure_reward ({failure})", RuntimeWarning, 2)
         info = {**result.as_dict(), **terms.as_dict(), "action": list(canonical), "key": key}
+        if self._multiplier is not None:
+            info["multiplier"] = reward_cfg.penalty
         if stored:
             evaluation, (step, cached) = stored["id"], self.store.add_step(stored["id"], terms.reward, terms.target)
         else:

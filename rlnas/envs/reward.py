@@ -6,7 +6,10 @@
 are at most 1). The controller learns from children over the budget and from how far over they are; ``slack``
 pulls the search towards the budget from below, where the most accurate child within it usually is (accuracy
 grows with cost). ``slack = 0`` pays the accuracy alone within the budget; ``slack = penalty = -beta`` is
-TuNAS's absolute-value reward ``acc + beta * |r - 1|`` (Bender et al., 2020).
+TuNAS's absolute-value reward ``acc + beta * |r - 1|`` (Bender et al., 2020). With ``multiplier: adaptive``
+``penalty`` is a Lagrange multiplier adapted during the search by dual ascent (:func:`multiplier_step`, as in
+constrained RL, e.g. RCPO, Tessler et al., 2019): it grows while more than ``over_share`` of the children are
+over the budget and shrinks while fewer are (:mod:`rlnas.envs.multiplier` keeps its state).
 ``mnasnet`` (Tan et al., 2019): ``acc * (cost / T) ** w`` with ``w = alpha`` when
 ``cost <= T`` and ``w = beta`` otherwise; its soft setting is alpha = beta = -0.07. ``hard`` is the paper's
 hard-constraint setting alpha = 0, beta = -1 (``alpha``/``beta`` in the preset are ignored). ``linear``:
@@ -74,6 +77,12 @@ def budget_reward(
     if ratio <= 1.0:
         return RewardTerms(accuracy - slack * (1.0 - ratio), accuracy, cost, target, 0.0)
     return RewardTerms(accuracy - penalty * (ratio - 1.0) - float(below), accuracy, cost, target, 0.0)
+
+
+def multiplier_step(cfg: RewardConfig, value: float, over: bool) -> float:
+    """The adaptive multiplier after one more child (``over``: its cost exceeded the target): one dual-ascent
+    step on the constraint "at most ``over_share`` of the children over the budget", floored at 0."""
+    return max(0.0, value + cfg.multiplier_lr * (float(over) - cfg.over_share))
 
 
 def child_cost(cfg: RewardConfig, latency_ms: float, flops: int) -> float:
