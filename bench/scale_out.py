@@ -182,7 +182,8 @@ def main() -> None:
         digits = load_env_preset("digits")
         measured = {"digits scratch": measure(digits, args.children, runs, None)}
         if not args.quick:
-            fashion = load_env_preset("fashion_mnist", [f"supernet.steps={args.supernet_steps}", "train.threads=1"])
+            overrides = ["evaluator=supernet", f"supernet.steps={args.supernet_steps}", "train.threads=1"]
+            fashion = load_env_preset("fashion_mnist", overrides)
             supernet = runs / "supernet.pt"
             train_preset_supernet(fashion, load_data(fashion.data), out=supernet, progress_bar=False)
             measured["Fashion-MNIST supernet"] = measure(fashion, args.children, runs, supernet)
