@@ -37,7 +37,7 @@ from rlnas.budget import Budget
 from rlnas.child_training import INITS, train_child
 from rlnas.config import EnvPreset, load_env_preset
 from rlnas.envs.evaluators import EvalResult, Evaluator, ScratchEvaluator, space_for
-from rlnas.envs.supernet_evaluator import SupernetEvaluator, train_preset_supernet
+from rlnas.envs.supernet_evaluator import SupernetEvaluator, train_preset_supernet, weights_digest
 from rlnas.export import DEFAULT_INIT
 from rlnas.latency import count_flops, measure_latency
 from rlnas.pruning import build_model, prune_child
@@ -59,16 +59,20 @@ LATENCY_ROUNDS = 3
 # ------------------------------------------------------------------------------------------- trained children
 
 
-def training_key(preset: EnvPreset, steps: int, finetune_steps: int, init: str) -> str:
-    """What decides a trained child's result besides its architecture (the cache's outer key)."""
+def training_key(
+    preset: EnvPreset, steps: int, finetune_steps: int, init: str, supernet: Supernet | None = None
+) -> str:
+    """What decides a trained child's result besides its architecture (the cache's outer key): with ``init``
+    ``supernet``, also the supernet's weights."""
     unused = ("threads", "steps", "finetune_steps")  # the bench gives the steps; threads do not change results
     train = {k: v for k, v in dataclasses.asdict(preset.train).items() if k not in unused}
-    space = space_for(preset).fingerprint
-    return json.dumps(
-        {"preset": preset.name, "space": space, "seed": preset.seed, "train": train, "init": init,
-         "steps": steps, "finetune_steps": finetune_steps},
-        sort_keys=True,
-    )  # fmt: skip
+    key = {"preset": preset.name, "space": space_for(preset).fingerprint, "seed": preset.seed, "train": train,
+           "init": init, "steps": steps, "finetune_steps": finetune_steps}  # fmt: skip
+    if init == "supernet":
+        if supernet is None:
+            raise ValueError("--init supernet: the key needs the supernet the children start from")
+        key["supernet"] = weights_digest(supernet)
+    return json.dumps(key, sort_keys=True)
 
 
 def read_cache() -> dict[str, dict[str, dict]]:
@@ -97,7 +101,7 @@ class Trainer:
     ) -> None:
         self.preset, self.data, self.steps, self.finetune_steps, self.init = preset, data, steps, finetune_steps, init
         self.supernet = supernet
-        self.key = training_key(preset, steps, finetune_steps, init)
+        self.key = training_key(preset, steps, finetune_steps, init, supernet)
         self.space = space_for(preset)
 
     def __call__(self, arch: Arch) -> dict[str, Any]:

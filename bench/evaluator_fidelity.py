@@ -108,12 +108,12 @@ def main() -> None:
     per_epoch = math.ceil(len(data.train) / preset.train.batch_size)
     steps = args.steps if args.steps is not None else 2 * per_epoch
     finetune_steps = args.finetune_steps if args.finetune_steps is not None else per_epoch
-    children = read_cache().get(training_key(preset, steps, finetune_steps, args.init), {})
+    path, supernet = trained_supernet(preset, data, args.supernet)
+    children = read_cache().get(training_key(preset, steps, finetune_steps, args.init, supernet), {})
     if len(children) < 2:
         raise SystemExit("fewer than 2 trained children with this budget: run bench/end_to_end.py first")
     archs = sorted(children)
     truth = [children[a]["test_accuracy"] for a in archs]
-    path, supernet = trained_supernet(preset, data, args.supernet)
     weights, saved = weights_digest(supernet), json.loads(SCORES.read_text()) if SCORES.is_file() else {}
 
     scores: dict[str, list[float]] = {}
