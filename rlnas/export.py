@@ -231,20 +231,23 @@ def _write_formats(model: ChildNet, folder: Path, batch: Tensor, onnx: bool) -> 
         scripted = torch.jit.load(folder / "model.ts")
     checks["torchscript"] = _compare(scripted, batch, expected)
 
+    checks["onnx"] = write_onnx(model, folder, batch, expected, onnx)
+    return checks
+
+
+def write_onnx(model: torch.nn.Module, folder: Path, batch: Tensor, expected: Tensor, onnx: bool) -> dict[str, Any]:
+    """Write ``model.onnx`` (dynamic batch) when asked and installed; its check against ``expected`` on ``batch``."""
     onnx_file = folder / "model.onnx"
     onnx_file.unlink(missing_ok=True)
     if not onnx:
-        checks["onnx"] = {"status": "skipped", "reason": "not asked for (--no-onnx)"}
-    elif missing := _missing("onnx", "onnxscript"):
-        checks["onnx"] = {"status": "skipped", "reason": f"{missing} not installed: pip install 'rlnas[export]'"}
-    else:
-        batch_dim = torch.export.Dim("batch")
-        torch.onnx.export(
-            model, (batch,), onnx_file, dynamo=True, dynamic_shapes={"x": {0: batch_dim}},
-            external_data=False, verbose=False,
-        )  # fmt: skip
-        checks["onnx"] = _compare_onnx(onnx_file, batch, expected)
-    return checks
+        return {"status": "skipped", "reason": "not asked for (--no-onnx)"}
+    if missing := _missing("onnx", "onnxscript"):
+        return {"status": "skipped", "reason": f"{missing} not installed: pip install 'rlnas[export]'"}
+    torch.onnx.export(
+        model, (batch,), onnx_file, dynamo=True, dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+        external_data=False, verbose=False,
+    )  # fmt: skip
+    return _compare_onnx(onnx_file, batch, expected)
 
 
 def _missing(*modules: str) -> str | None:

@@ -27,12 +27,11 @@ from rlnas.export import (
     ExportError,
     ExportResult,
     _compare,
-    _compare_onnx,
-    _missing,
     _select,
     _slug,
     deployment,
     report_rows,
+    write_onnx,
     write_report,
 )
 from rlnas.latency import count_flops, count_params, measure_latency
@@ -146,16 +145,7 @@ def write_pruned(
         warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated")
         torch.jit.save(torch.jit.trace(model, batch[:1]), folder / "model.ts")
         checks["torchscript"] = _compare(torch.jit.load(folder / "model.ts"), batch, expected)
-    onnx_file = folder / "model.onnx"
-    onnx_file.unlink(missing_ok=True)
-    if not onnx:
-        checks["onnx"] = {"status": "skipped", "reason": "not asked for (--no-onnx)"}
-    elif missing := _missing("onnx", "onnxscript"):
-        checks["onnx"] = {"status": "skipped", "reason": f"{missing} not installed: pip install 'rlnas[export]'"}
-    else:
-        torch.onnx.export(model, (batch,), onnx_file, dynamo=True, external_data=False, verbose=False,
-                          dynamic_shapes={"x": {0: torch.export.Dim("batch")}})  # fmt: skip
-        checks["onnx"] = _compare_onnx(onnx_file, batch, expected)
+    checks["onnx"] = write_onnx(model, folder, batch, expected, onnx)
     return checks
 
 
