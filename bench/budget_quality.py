@@ -64,12 +64,18 @@ OBJECTIVES: dict[str, list[str]] = {
     "lagrange_ent50": ["reward.kind=budget", "reward.multiplier=adaptive", "reward.penalty=0.1",
                        "agent.ent_half_life=50"],
     "lagrange_p0.03": ["reward.kind=budget", "reward.multiplier=adaptive", "reward.penalty=0.03"],
+    "surrogate_ucb_0.5": ["reward.kind=budget", "agent.surrogate_exploration=0.5"],
+    "virtual_8": ["reward.kind=budget", "agent.virtual_rollouts=8"],
+    "rank_window_32": ["reward.kind=budget", "agent.rank_window=32"],
+    **{f"stall_{n}_{f}": ["reward.kind=budget", f"agent.stall_children={n}", f"agent.stall_temper={f}"]
+       for n in (24, 48) for f in (0.5, 0.25)},
 }  # fmt: skip
 """Objectives a screen can compare, as env-preset overrides and (``agent.``, PPO only) agent-preset overrides
 (``shipped``: whatever the defaults are; ``absolute_b``: TuNAS's absolute-value reward with beta = -b, as
 ``budget`` with penalty = slack = b; ``lagrange_lr_share``: the adaptive multiplier from 0.1 with
 ``multiplier_lr`` lr and ``over_share`` share; ``lagrange_ent50`` and ``lagrange_p0.03``: ``lagrange_0.003_0.25``
-with ``ent_half_life`` 50, or starting from 0.03, which is the shipped default)."""
+with ``ent_half_life`` 50, or starting from 0.03, which is the shipped default; ``stall_N_F``: stall tempering
+after N children by F, off in the shipped preset)."""
 SETTINGS = ("flops25", "flops50", "flops75", "latency50")
 
 

@@ -213,3 +213,6 @@ def validate_agent(p: AgentPreset) -> None:
     check(p.surrogate_min_r2 <= 1, "surrogate_min_r2", p.surrogate_min_r2, "an R^2 of at most 1")
     check(p.surrogate_exploration >= 0, "surrogate_exploration", p.surrogate_exploration, "a non-negative number")
     check(p.surrogate_min_children >= 3, "surrogate_min_children", p.surrogate_min_children, "at least 3")
+    stall = p.stall_children
+    check(stall is None or stall >= 1, "stall_children", stall, "a positive number of children or null (off)")
+    check(0 < p.stall_temper < 1, "stall_temper", p.stall_temper, "a factor in (0, 1), e.g. 0.5")

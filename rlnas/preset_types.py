@@ -244,6 +244,8 @@ class PPOPreset:
     evaluated so far, once its leave-one-out R^2 reaches ``surrogate_min_r2`` on at least
     ``surrogate_min_children`` children (DyNA-PPO, :mod:`rlnas.agents.dyna`; 0: off; joint factorisation only);
     an unseen child earns the predicted reward plus ``surrogate_exploration`` standard deviations of it.
+    ``stall_children``: after this many evaluated children without a better reward, the policy's action logits
+    are multiplied by ``stall_temper`` (:mod:`rlnas.agents.tempering`; None: off).
     """
 
     name: str
@@ -268,6 +270,8 @@ class PPOPreset:
     surrogate_min_r2: float = 0.3
     surrogate_min_children: int = 16
     surrogate_exploration: float = 0.0
+    stall_children: int | None = None
+    stall_temper: float = 0.5
     seed: int = 0
 
 

@@ -18,6 +18,7 @@ from rlnas.agents.ppo import make_ppo
 from rlnas.agents.reward_shaping import RewardShaping
 from rlnas.agents.sequential import SequentialLayout
 from rlnas.agents.strategy import SearchContext
+from rlnas.agents.tempering import StallTempering
 from rlnas.cluster.vec_env import ThreadVecEnv
 from rlnas.config import ConfigError, PPOPreset
 from rlnas.run_settings import RunSettings
@@ -119,6 +120,8 @@ def search_with_ppo(
         ChildLoggingCallback(settings.evaluations, settings.max_steps, resumed=resumed, **views),
         CheckpointCallback(checkpoint_dir, agent.n_steps * n_envs, learner_state, store, write_policy),
     ]
+    if agent.stall_children is not None:
+        callbacks.append(StallTempering(agent.stall_children, agent.stall_temper))
     if "virtual" in learner_state:
         callbacks.append(VirtualRolloutLog(learner_state["virtual"]))
     if agent.ent_half_life is not None:
