@@ -67,6 +67,10 @@ OBJECTIVES: dict[str, list[str]] = {
     "surrogate_ucb_0.5": ["reward.kind=budget", "agent.surrogate_exploration=0.5"],
     "virtual_8": ["reward.kind=budget", "agent.virtual_rollouts=8"],
     "rank_window_32": ["reward.kind=budget", "agent.rank_window=32"],
+    "transform_rank": ["reward.kind=budget", "agent.reward_transform=rank"],
+    "clip_1.0": ["reward.kind=budget", "agent.clip_range=1.0"],
+    "ent_0.05": ["reward.kind=budget", "agent.ent_coef=0.05"],
+    "ent_0.01": ["reward.kind=budget", "agent.ent_coef=0.01"],
     **{f"stall_{n}_{f}": ["reward.kind=budget", f"agent.stall_children={n}", f"agent.stall_temper={f}"]
        for n in (24, 48) for f in (0.5, 0.25)},
 }  # fmt: skip
