@@ -67,7 +67,6 @@ OBJECTIVES: dict[str, list[str]] = {
     "surrogate_ucb_0.5": ["reward.kind=budget", "agent.surrogate_exploration=0.5"],
     "virtual_8": ["reward.kind=budget", "agent.virtual_rollouts=8"],
     "rank_window_32": ["reward.kind=budget", "agent.rank_window=32"],
-    "redraw_neighbours": ["reward.kind=budget", "agent.redraw_from=neighbours"],
     "transform_rank": ["reward.kind=budget", "agent.reward_transform=rank"],
     "clip_1.0": ["reward.kind=budget", "agent.clip_range=1.0"],
     "ent_0.05": ["reward.kind=budget", "agent.ent_coef=0.05"],

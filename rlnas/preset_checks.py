@@ -210,12 +210,6 @@ def validate_agent(p: AgentPreset) -> None:
         p.repeated_children,
         "neutral or reward with factorisation: sequential (redraw re-samples whole children: use factorisation: joint)",
     )
-    check(
-        p.redraw_from == "policy" or p.repeated_children == "redraw",
-        "redraw_from",
-        p.redraw_from,
-        "policy unless repeated_children is redraw (neighbours are where a redraw comes from)",
-    )
     check(p.surrogate_min_r2 <= 1, "surrogate_min_r2", p.surrogate_min_r2, "an R^2 of at most 1")
     check(p.surrogate_exploration >= 0, "surrogate_exploration", p.surrogate_exploration, "a non-negative number")
     check(p.surrogate_min_children >= 3, "surrogate_min_children", p.surrogate_min_children, "at least 3")

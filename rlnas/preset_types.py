@@ -263,7 +263,6 @@ class PPOPreset:
     net_arch: tuple[int, ...] = ()
     reward_transform: Literal["rank", "log_rank", "none"] = "log_rank"
     repeated_children: Literal["neutral", "reward", "redraw"] = "redraw"
-    redraw_from: Literal["policy", "neighbours"] = "policy"
     rank_window: int | None = None
     factorisation: Literal["joint", "sequential"] = "joint"
     ent_half_life: float | None = None

@@ -88,23 +88,6 @@ def test_excluded_children_are_drawn_again_unless_nothing_else_is_likely():
     assert certain.sample().tolist() == [[0]], "a child with no alternative is proposed anyway"
 
 
-def test_redraws_from_neighbours_change_one_choice_of_a_repeat_uniformly():
-    torch.manual_seed(0)
-    dims = [3, 1, 3, 1]
-    logits = torch.tensor([[9.0, 0.0, 0.0, 0.0, 9.0, 0.0, 0.0, 0.0]])  # mode (0, 0, 0, 0), all but certain
-    dist = BatchedMultiCategorical(dims).proba_distribution(logits)
-    dist.exclude, dist.redraw_from = {(0, 0, 0, 0), (0, 0, 1, 0)}, "neighbours"
-    draws = [tuple(dist.sample()[0].tolist()) for _ in range(300)]
-    assert set(draws) == {(1, 0, 0, 0), (2, 0, 0, 0), (0, 0, 2, 0)}, "every unseen one-choice neighbour, only those"
-    assert min(draws.count(d) for d in set(draws)) > 50, "drawn uniformly, not by the policy's odds"
-
-    dist = BatchedMultiCategorical(dims).proba_distribution(torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]))
-    dist.exclude = {(0, 0, 0, 0), (1, 0, 0, 0), (2, 0, 0, 0), (0, 0, 1, 0), (0, 0, 2, 0)}  # every neighbour seen
-    dist.redraw_from = "neighbours"
-    draws = {tuple(dist.sample()[0].tolist()) for _ in range(50)}
-    assert draws and not draws & dist.exclude, "then the policy draws again, two choices away"
-
-
 def test_a_redraw_search_evaluates_a_new_child_at_every_step(tmp_path, synthetic_table_preset):
     from rlnas.search import run_search
     from rlnas.store import EvaluationStore
@@ -124,10 +107,3 @@ def test_a_redraw_search_evaluates_a_new_child_at_every_step(tmp_path, synthetic
 def test_redraw_needs_the_joint_factorisation():
     with pytest.raises(ConfigError, match="repeated_children"):
         load_agent_preset("ppo", ["repeated_children=redraw", "factorisation=sequential", "virtual_rollouts=0"])
-
-
-def test_redraws_from_neighbours_need_redrawing():
-    with pytest.raises(ConfigError, match="redraw_from"):
-        load_agent_preset("ppo", ("repeated_children=neutral", "redraw_from=neighbours"))
-    with pytest.raises(ConfigError, match="redraw_from"):
-        load_agent_preset("ppo", ("redraw_from=mode",))

@@ -48,7 +48,6 @@ class BatchedMultiCategorical(MultiCategoricalDistribution):
         self.log_probs = torch.empty(0, len(self.action_dims), width)
         self.exclude: Collection[tuple[int, ...]] = ()  # actions to draw again (the search's evaluated children)
         self.canonical: Callable[[list[int]], tuple[int, ...]] = tuple  # the key of an action in ``exclude``
-        self.redraw_from = "policy"  # or "neighbours": a repeat's uniformly random unseen one-choice neighbour first
 
     @property
     def distribution(self) -> list[Categorical]:  # type: ignore[override]
@@ -71,25 +70,11 @@ class BatchedMultiCategorical(MultiCategoricalDistribution):
         actions = torch.multinomial(self.log_probs.exp().reshape(-1, width), 1).reshape(batch, dims)
         for row, action in enumerate(actions.tolist()):
             if self.canonical(action) in self.exclude:  # draw MAX_REDRAWS more at once; keep the first not excluded
-                fresh = self._neighbour(action) if self.redraw_from == "neighbours" else None
-                if fresh is None:
-                    redraws = torch.multinomial(self.log_probs[row].exp(), MAX_REDRAWS, replacement=True).T.tolist()
-                    fresh = next((a for a in redraws if self.canonical(a) not in self.exclude), None)
+                redraws = torch.multinomial(self.log_probs[row].exp(), MAX_REDRAWS, replacement=True).T.tolist()
+                fresh = next((a for a in redraws if self.canonical(a) not in self.exclude), None)
                 if fresh is not None:
                     actions[row] = torch.tensor(fresh)
         return actions
-
-    def _neighbour(self, action: list[int]) -> list[int] | None:
-        """A uniformly random one-choice change of ``action`` not in ``exclude`` (None after MAX_REDRAWS tries)."""
-        free = [d for d, n in enumerate(self.action_dims) if n > 1]
-        for _ in range(MAX_REDRAWS if free else 0):
-            dim = free[int(torch.randint(len(free), ()))]
-            choice = int(torch.randint(self.action_dims[dim] - 1, ()))
-            neighbour = list(action)
-            neighbour[dim] = choice + (choice >= action[dim])  # any choice but the current one
-            if self.canonical(neighbour) not in self.exclude:
-                return neighbour
-        return None
 
     def mode(self) -> Tensor:
         return self.log_probs.argmax(-1)

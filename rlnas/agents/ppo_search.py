@@ -114,7 +114,6 @@ def search_with_ppo(
     if agent.repeated_children == "redraw":
         model.policy.action_dist.exclude = vec_env.seen  # the shaping's set of evaluated children, kept up to date
         model.policy.action_dist.canonical = space.canonical_action  # as the environment reports their actions
-        model.policy.action_dist.redraw_from = agent.redraw_from
     model.set_logger(logger)
     resumed = _resumed(store)
     callbacks = [
