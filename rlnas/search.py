@@ -135,6 +135,8 @@ def run_search(
         threads = max(1, (os.cpu_count() or 1) // n_envs)
         env_preset = dataclasses.replace(env_preset, train=dataclasses.replace(env_preset.train, threads=threads))
     seed = agent_preset.seed if seed is None else seed
+    if init_policy is not None:
+        env_preset, target_latency_ms = _in_controller_frame(env_preset, init_policy, target_latency_ms)
     space, evaluator = _prepared(env_preset, evaluator, device)
     if target_latency_ms is not None:
         checked_target(env_preset, target_latency_ms)
@@ -172,6 +174,23 @@ def run_search(
     except BaseException:
         remove_if_unused(run_dir, created)
         raise
+
+
+def _in_controller_frame(
+    env_preset: EnvPreset, init_policy: str | Path, target_latency_ms: float | None
+) -> tuple[EnvPreset, float | None]:
+    """The preset and latency target of a search that starts from the controller at ``init_policy``.
+
+    The observation is the target over the preset's ``reward.target_ms``; a controller trained on a preset with
+    another ``target_ms`` reads it on that scale. So the run takes the controller's reference as its
+    ``target_ms`` and keeps its own budget as an explicit target: the controller sees the new budget as the
+    ratio it would have seen when it was trained, and the run's budget, summary and export are unchanged.
+    """
+    reference, current = load_controller(init_policy).reference_ms, env_preset.reward.latency_target
+    if reference is None or current is None or reference == current:
+        return env_preset, target_latency_ms
+    reward = dataclasses.replace(env_preset.reward, target_ms=reference)
+    return dataclasses.replace(env_preset, reward=reward), target_latency_ms or current
 
 
 def read_run_config(run_dir: str | Path) -> dict:

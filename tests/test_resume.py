@@ -212,6 +212,22 @@ def test_init_policy_starts_from_the_trained_controller(tmp_path, synthetic_tabl
                    evaluator=FakeEvaluator(space_for(digits_preset)), progress_bar=False)  # fmt: skip
 
 
+def test_init_policy_reads_a_new_budget_on_the_controllers_scale(tmp_path, digits_preset):
+    fake = FakeEvaluator(space_for(digits_preset))
+    trained = run_search(digits_preset, "ppo", evaluations=8, runs_dir=tmp_path, run_name="t", evaluator=fake,
+                         progress_bar=False)  # fmt: skip
+    reference = digits_preset.reward.target_ms
+    tighter = dataclasses.replace(digits_preset, reward=dataclasses.replace(digits_preset.reward, target_ms=0.25))
+    start = run_search(tighter, "ppo", evaluations=4, runs_dir=tmp_path, run_name="s", evaluator=fake,
+                       init_policy=trained.run_dir, progress_bar=False)  # fmt: skip
+    config = yaml.safe_load((start.run_dir / "config.yaml").read_text())
+    assert config["env"]["reward"]["target_ms"] == reference != 0.25  # the observation's scale: the controller's
+    assert config["search"]["target_latency_ms"] == 0.25  # the budget: the new preset's
+    assert start.controller.reference_ms == reference
+    steps = EvaluationStore(start.run_dir / "evaluations.sqlite").steps()
+    assert {s["target"] for s in steps} == {0.25}  # every child was rewarded against the new budget
+
+
 @pytest.mark.slow
 def test_a_search_killed_with_sigkill_resumes_to_its_planned_evaluations(tmp_path):
     common = ["--runs-dir", str(tmp_path), "--no-progress"]
