@@ -5,7 +5,8 @@ wrong basin, the redraws only search that basin's neighbours and the rest of the
 :class:`StallTempering` watches the best reward of the evaluated children and, after ``patience`` new children
 without a better one, multiplies the policy's action logits by ``factor`` (scaling the action head's weights and
 biases), which keeps the policy's preferences but raises its temperature, so the next rollouts sample further
-from the mode and the learner can leave the basin if something better lies outside it.
+from the mode and the learner can leave the basin if something better lies outside it. The count is not
+checkpointed: a resumed search starts counting again (tempering then comes later, never twice as often).
 """
 
 from __future__ import annotations
